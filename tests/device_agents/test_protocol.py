@@ -1,0 +1,113 @@
+"""Protocol framing and the agent's behaviour on malformed, oversized and fuzzed input."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from device_agents import protocol
+from device_agents.service import Agent
+from device_agents.transports import serve_stream
+from tests.support.models import conv_relu_onnx
+
+
+def serve(lines: list[bytes], max_bytes: int = 1 << 20) -> list[dict]:
+    """Feed raw lines to a real Agent through the stream server; return its replies."""
+    out = io.BytesIO()
+    serve_stream(Agent(), io.BytesIO(b"".join(lines)), out.write, max_bytes)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def req(op: str, rid: int = 1, **fields) -> bytes:
+    return protocol.encode({"v": 1, "id": rid, "op": op, **fields})
+
+
+def test_read_line_bounds_and_resyncs() -> None:
+    stream = io.BytesIO(b"a" * 50 + b"\nok\n")
+    with pytest.raises(protocol.MessageTooLarge):
+        protocol.read_line(stream, 10)
+    assert protocol.read_line(stream, 10) == b"ok"
+    assert protocol.read_line(stream, 10) is None
+
+
+def test_round_trip_hello_and_fingerprint() -> None:
+    replies = serve([req("hello", 1), req("fingerprint", 2)])
+    assert [r["id"] for r in replies] == [1, 2]
+    assert all(r["ok"] and r["v"] == 1 for r in replies)
+    assert replies[0]["result"]["protocol_version"] == 1
+    assert "onnxruntime" in replies[0]["result"]["runtimes"]
+    fp = replies[1]["result"]
+    for key in ("cpu_model", "machine", "cores_logical", "os", "python", "runtimes"):
+        assert key in fp
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b"not json", "bad_json"),
+        (b"[1, 2]", "bad_request"),
+        (b'{"v": 2, "id": 3, "op": "hello"}', "bad_version"),
+        (b'{"v": 1, "id": 4}', "bad_request"),
+        (b'{"v": 1, "id": 5, "op": "format_disk"}', "unknown_op"),
+        (b'{"v": 1, "id": 6, "op": "measure"}', "bad_request"),
+        (b'{"v": 1, "id": 7, "op": "measure", "model": {"data_b64": "***"}}', "bad_request"),
+        (b'{"v": 1, "id": 8, "op": "measure", "model": {"sha256": "ab"}}', "unknown_model"),
+        (b'{"v": 1, "id": 9, "op": "measure", "repeats": 0, "model": {"sha256": "ab"}}', "bad_request"),
+        (b'{"v": 1, "id": 10, "op": "measure", "core": 999, "model": {"sha256": "ab"}}', "bad_core"),
+        (b'{"v": 1, "id": 11, "op": "measure", "model": {"data_b64": "AAAA"}}', "bad_model"),
+        (b'{"v": 1, "id": 12, "op": "measure", "model": {"path": "/etc/passwd"}}', "bad_request"),
+    ],
+)
+def test_malformed_requests_get_errors_and_agent_keeps_serving(line: bytes, code: str) -> None:
+    replies = serve([line + b"\n", req("hello", 99)])
+    assert len(replies) == 2
+    assert replies[0]["ok"] is False and replies[0]["error"]["code"] == code
+    assert replies[0]["error"]["message"]
+    assert replies[1]["ok"] is True and replies[1]["id"] == 99
+
+
+def test_oversized_message_is_refused_and_stream_stays_in_sync() -> None:
+    big = req("hello", 1, padding="x" * 5000)
+    replies = serve([big, req("hello", 2)], max_bytes=1000)
+    assert replies[0]["error"]["code"] == "message_too_large"
+    assert replies[1]["ok"] and replies[1]["id"] == 2
+
+
+def test_measure_returns_raw_samples_with_settings() -> None:
+    model = conv_relu_onnx()
+    data = base64.b64encode(model).decode()
+    replies = serve([req("measure", 1, model={"data_b64": data}, warmup=2, repeats=7)])
+    result = replies[0]["result"]
+    assert len(result["samples_ms"]) == 7
+    assert all(s > 0 for s in result["samples_ms"])
+    assert result["settings"]["threads"] == 1
+    assert result["settings"]["affinity"] == [result["settings"]["core"]]
+    assert result["runtime"]["name"] == "onnxruntime"
+    assert result["fingerprint"]["core"] == result["settings"]["core"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=300).filter(lambda b: b"\n" not in b), min_size=1, max_size=5))
+def test_fuzzed_lines_each_get_one_reply_and_agent_survives(lines: list[bytes]) -> None:
+    nonblank = [line for line in lines if line.strip()]
+    replies = serve([line + b"\n" for line in lines] + [req("hello", "last")], max_bytes=200)
+    assert len(replies) == len(nonblank) + 1
+    assert replies[-1]["ok"] and replies[-1]["id"] == "last"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["v", "id", "op", "model", "repeats", "warmup", "core", "threads", "inputs"]),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20), st.lists(st.integers(), max_size=3)),
+    )
+)
+def test_fuzzed_json_requests_never_crash(message: dict) -> None:
+    replies = serve([json.dumps(message).encode() + b"\n", req("hello", "after")])
+    assert replies[-1]["ok"] and replies[-1]["id"] == "after"
+    assert isinstance(replies[0]["ok"], bool)
