@@ -71,8 +71,19 @@ class Channel:
             self._write(data)
         except (OSError, ValueError) as exc:
             raise DeviceError(
-                f"{self.label}: connection lost while sending ({exc}){self._why()}"
+                f"{self.label}: connection lost while sending ({exc}){self._why()}{self._printed()}"
             ) from None
+
+    def _printed(self) -> str:
+        """What the peer wrote on its protocol stream before it went away, if anything."""
+        try:
+            item = self._lines.get(timeout=0.5)
+        except queue.Empty:
+            return ""
+        if item is _EOF:
+            self._lines.put(_EOF)
+            return ""
+        return f"; it printed {item[:80]!r}, which is not the hwnas agent protocol"
 
     def recv_line(self, timeout_s: float) -> bytes:
         try:

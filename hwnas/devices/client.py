@@ -93,8 +93,15 @@ class AgentClient:
                     f"{self.channel.label}: the agent spoke something other than the hwnas protocol: "
                     f"{raw[:80]!r}"
                 ) from None
-            if not isinstance(reply, dict) or reply.get("v") != PROTOCOL_VERSION:
-                raise DeviceError(f"{self.channel.label}: unexpected reply {str(reply)[:80]!r}")
+            if (
+                not isinstance(reply, dict)
+                or reply.get("v") != PROTOCOL_VERSION
+                or not isinstance(reply.get("ok"), bool)
+            ):
+                raise DeviceError(
+                    f"{self.channel.label}: the peer is not an hwnas agent "
+                    f"(protocol {PROTOCOL_VERSION}); it answered {raw[:80]!r}"
+                )
             if reply.get("id") == rid:
                 break
             log.debug("%s: dropping stale reply %r", self.channel.label, reply.get("id"))
