@@ -1,0 +1,77 @@
+"""The models a LUT build times: blocks, their null models, whole networks; and their groups.
+
+A block is timed beside a *null* model of the same input shape, a 1x1 depthwise conv: what every
+standalone model pays (the runtime call, copying the input, layout reorders at the model's
+boundaries) and a block inside a network does not. Blocks are grouped by input shape, one null
+per group; networks are grouped ``group_size`` at a time. The grouping is deterministic, which is
+what lets a resumed build recognise the groups it has finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from hwnas.blocks.specs import BlockSpec, ConvSpec, parse_key
+from hwnas.lut.plan import BuildPlan
+
+JOB_WEIGHT = {"block": 1.0, "null": 1.0, "arch": 3.0}  # relative device time, for progress/ETA
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model to time: ``kind`` block / null / arch; ``key`` a spec key or an arch's text."""
+
+    id: str
+    kind: str
+    key: str
+    ref: str = ""  # blocks: the id of the null job timed beside them
+
+
+def null_spec(spec: BlockSpec) -> Optional[ConvSpec]:
+    """The null model beside ``spec``: a 1x1 depthwise conv on its input (None for 2-D inputs)."""
+    if len(spec.in_shape) != 4:
+        return None
+    return ConvSpec(
+        h=spec.h, w=spec.w, cin=spec.cin, cout=spec.cin, kernel=1, groups=spec.cin, act="none"
+    )
+
+
+def plan_groups(plan: BuildPlan, n_archs: int, seed: int, group_size: int = 12) -> list[list[Job]]:
+    """The jobs of a build in timing groups, deterministically (resume relies on it).
+
+    A group with blocks starts with their null model; the group's round is journaled as one unit,
+    so its last job's round count is the group's.
+    """
+    by_shape: dict[tuple, list[BlockSpec]] = {}
+    for spec in plan.blocks:
+        by_shape.setdefault(tuple(spec.in_shape), []).append(spec)
+    groups: list[list[Job]] = []
+    size = max(2, group_size)
+    for specs in by_shape.values():
+        for start in range(0, len(specs), size - 1):
+            chunk = specs[start : start + size - 1]
+            null = null_spec(chunk[0])
+            group: list[Job] = []
+            ref = ""
+            if null is not None:
+                ref = f"null:{null.key()}#{start // (size - 1)}"
+                group.append(Job(ref, "null", null.key()))
+            group += [Job(f"block:{s.key()}", "block", s.key(), ref) for s in chunk]
+            groups.append(group)
+    if plan.has_networks and n_archs > 0:
+        texts = [plan.format_arch(a) for a in plan.sample_archs(n_archs, seed)]
+        for start in range(0, len(texts), size):
+            groups.append([Job(f"arch:{t}", "arch", t) for t in texts[start : start + size]])
+    return groups
+
+
+def job_model(plan: BuildPlan, job: Job) -> bytes:
+    """ONNX bytes of a job (block files come from the export cache)."""
+    if job.kind == "arch":
+        from hwnas.lut.compose import network_onnx
+
+        return network_onnx(plan.network(plan.parse_arch(job.key)))  # type: ignore[misc]
+    from hwnas.blocks.export import spec_to_onnx
+
+    return spec_to_onnx(parse_key(job.key))

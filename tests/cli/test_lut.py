@@ -1,0 +1,87 @@
+"""``hwnas build-lut`` and ``hwnas lut show|plot|validate`` end to end on the local device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hwnas.cli import main
+from hwnas.paths import user_luts_dir
+
+
+def _json(capsys) -> dict:
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1  # exactly one JSON object
+    return json.loads(out)
+
+
+def test_build_show_plot_validate_on_local(tmp_path: Path, capsys) -> None:
+    args = [
+        "build-lut",
+        "--device",
+        "local",
+        "--quick",
+        "--archs",
+        "10",
+        "--repeats",
+        "3",
+        "--rounds",
+        "2",
+        "--json",
+    ]
+    assert main(args) == 0
+    built = _json(capsys)
+    path = Path(built["path"])
+    assert path == user_luts_dir() / "quick" / "local_fbnet.json" and path.is_file()
+    assert built["complete"] and built["entries"] == 22 and built["calibration"]["n"] == 10
+    jobs = built["jobs"]
+    assert jobs["measured"] == jobs["rounds_total"] >= 2 * jobs["total"]  # 2 rounds (+ extras)
+    assert 0 < built["device_minutes"] <= built["wall_minutes"]
+
+    assert main(["lut", "show", str(path), "--json"]) == 0
+    shown = _json(capsys)
+    assert shown["device"] == "local" and shown["runtime"]["name"] == "onnxruntime"
+    assert shown["statistic"] == "min" and shown["threads"] == 1
+
+    assert main(["lut", "plot", str(path), "--out", str(tmp_path), "--json"]) == 0
+    written = _json(capsys)["written"]
+    assert [Path(p).name for p in written] == [
+        "local_fbnet_linear.png",
+        "local_fbnet_calibration.png",
+    ]
+    assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+
+    plot = tmp_path / "val.png"
+    assert main(["lut", "validate", str(path), "--archs", "8", "--plot", str(plot), "--json"]) == 0
+    report = _json(capsys)
+    assert report["n"] == 8 and report["device"] == "local"
+    assert set(report["figures"]) == {"calibrated", "plain", "affine"}
+    for figures in report["figures"].values():
+        assert 0 <= figures["within_5pct"] <= figures["within_10pct"] <= 1
+    # (how well it predicts is a timing claim: bench/lut_accuracy.py measures it)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["build-lut", "--device", "pi4"], "reference LUT"),
+        (["build-lut", "--device", "nope"], "unknown device 'nope'"),
+        (["build-lut", "--device", "local", "--space", "nasbench"], "unknown space"),
+        (["lut", "show", "missing.json"], "does not exist"),
+        (["lut", "show", "--device", "nodev"], "LUTs available: pi4: fbnet; pixel3: fbnet"),
+        (["lut", "validate", "--device", "pi4"], "no agent"),
+    ],
+)
+def test_user_errors_exit_2(args: list[str], message: str, capsys) -> None:
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_show_resolves_a_device_name_to_the_shipped_reference(capsys) -> None:
+    assert main(["lut", "show", "--device", "pi4", "--json"]) == 0
+    shown = _json(capsys)
+    assert shown["path"].endswith("luts/pi4_fbnet.json")
+    assert shown["linear"]["families"] == 24
