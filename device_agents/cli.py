@@ -38,6 +38,12 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
         help="refuse to start unless this runtime is installed",
     )
     common.add_argument(
+        "--max-sessions",
+        type=int,
+        default=256,
+        help="runtime sessions kept loaded between requests (default %(default)s)",
+    )
+    common.add_argument(
         "--log-level",
         default="WARNING",
         help="logging level on stderr (default WARNING)",
@@ -125,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         found = ", ".join(available_runtimes()) or "none"
         return _fail(f"runtime {args.runtime} is not installed here (found: {found})")
     try:
-        agent = Agent(cores=args.cores)
+        agent = Agent(cores=args.cores, max_sessions=max(1, args.max_sessions))
     except ValueError as exc:
         return _fail(str(exc))
     max_bytes = int(args.max_message_mb * 2**20)

@@ -54,7 +54,7 @@ DEFAULTS = {
     "seed": 0,
 }
 MAX_CACHED_MODEL_BYTES = 256 * 1024 * 1024
-MAX_CACHED_SESSIONS = 16
+MAX_CACHED_SESSIONS = 256  # a LUT build interleaves rounds over a few hundred block models
 
 
 class Agent:
@@ -63,9 +63,13 @@ class Agent:
     Args:
         cores: cores a request may pin to; ``None`` means the process' allowed cores. The default
             core is the first of ``cores`` if given, else the last allowed core.
+        max_sessions: runtime sessions kept alive between requests (least recently used first
+            out); re-measuring a cached model skips loading it again.
     """
 
-    def __init__(self, cores: Optional[List[int]] = None) -> None:
+    def __init__(
+        self, cores: Optional[List[int]] = None, max_sessions: int = MAX_CACHED_SESSIONS
+    ) -> None:
         allowed = _allowed_cores()
         if cores:
             bad = [c for c in cores if allowed is not None and c not in allowed]
@@ -75,6 +79,7 @@ class Agent:
                 )
         self.cores = list(cores) if cores else allowed
         self.default_core = (cores[0] if cores else allowed[-1]) if self.cores else None
+        self.max_sessions = max_sessions
         self._lock = threading.Lock()
         self._models: OrderedDict[str, bytes] = OrderedDict()
         self._sessions: OrderedDict[Tuple[str, str, int, str], LoadedModel] = OrderedDict()
@@ -250,7 +255,7 @@ class Agent:
         if loaded is None:
             loaded = LOADERS[runtime](model, threads, options)
             self._sessions[key] = loaded
-            while len(self._sessions) > MAX_CACHED_SESSIONS:
+            while len(self._sessions) > self.max_sessions:
                 self._sessions.popitem(last=False)
         self._sessions.move_to_end(key)
         return loaded

@@ -45,6 +45,7 @@ from hwnas.lut.schema import LUT
 CALIBRATION_KIND = "hwnas-calibration"
 LAMBDA_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 1e9)  # 1e9: global affine only
 MIN_ARCHS = 8
+FIXED_KEY = "fixed"  # correction key of a LUT's fixed part
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Pricer:
         Raises:
             UserError: the LUT has no entry and no linear family for the spec.
         """
-        if is_identity(spec) or spec.op == "zero":
+        if is_identity(spec) or spec.op == "zero" or self._covered(spec):
             return None
         entry = self.lut.get(spec)
         if entry is not None:
@@ -83,9 +84,20 @@ class Pricer:
             f"for it); measure it with hwnas build-lut"
         )
 
+    def _covered(self, spec: BlockSpec) -> bool:
+        """Is the spec's cost inside the LUT's ``fixed`` part (reference LUTs)?"""
+        return self.lut.fixed is not None and spec.key() in self.lut.fixed.covers
+
     def terms(self, specs: Iterable[BlockSpec]) -> dict[str, float]:
-        """Per correction key, the summed latency (ms) of those blocks in ``specs``."""
+        """Per correction key, the summed latency (ms) of those blocks in ``specs``.
+
+        A LUT with a ``fixed`` part (derived from end-to-end data) contributes it once, under
+        :data:`FIXED_KEY`, when ``specs`` hold any of the blocks it covers.
+        """
+        specs = list(specs)
         out: dict[str, float] = {}
+        if any(self._covered(spec) for spec in specs):
+            out[FIXED_KEY] = self.lut.fixed.latency_ms  # type: ignore[union-attr]
         for spec in specs:
             term = self.term(spec)
             if term is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from hwnas import paths
 from hwnas.errors import UserError
 from hwnas.lut.jsonio import read_json
 from hwnas.lut.predictor import PREDICTOR_KIND, FittedPredictor, LatencyPredictor, LUTPredictor
@@ -51,24 +50,9 @@ def lut_predictor(lut: LUT, space: str) -> LUTPredictor:
 
 
 def _device_lut(name: str, space: Optional[str]) -> Path:
-    folders = [paths.user_luts_dir(), paths.shipped_luts_dir()]
-    for folder in folders:
-        candidates = (
-            [folder / f"{name}_{space}.json"] if space else sorted(folder.glob(f"{name}_*.json"))
-        )
-        candidates += [folder / f"{name}.json"]
-        found = [c for c in candidates if c.is_file()]
-        if len(found) > 1 and not space:
-            raise UserError(
-                f"device {name!r} has LUTs for several spaces in {folder}; pass --space"
-            )
-        if found:
-            return found[0]
-    known = sorted({p.stem.split("_")[0] for f in folders if f.is_dir() for p in f.glob("*.json")})
-    raise UserError(
-        f"{name!r} is neither a predictor/LUT file nor a device with a LUT; devices with LUTs: "
-        f"{', '.join(known) or '(none)'}"
-    )
+    from hwnas.lut.resolve import resolve_lut
+
+    return resolve_lut(name, space)
 
 
 def load_lut_predictor(path: Union[str, Path], space: Optional[str] = None) -> LUTPredictor:

@@ -9,7 +9,7 @@ exposed as :meth:`option_table_ms`.
 * :class:`LUTPredictor`: from a LUT file. Sum of block entries + the LUT's fixed part (entries of
   the fixed blocks, or ``fixed.latency_ms``) + an optional affine calibration stored in the LUT
   under ``models["calibration"]`` (fitted from end-to-end measurements by
-  :func:`fit_calibration`).
+  :func:`hwnas.lut.calibration.fit_calibration`; per-entry corrections included).
 * :class:`FittedPredictor`: fitted from end-to-end measurements (``hwnas.lut.fit``), saved as
   versioned JSON (kind ``hwnas-latency-predictor``).
 
@@ -28,13 +28,13 @@ from typing import Any, Optional, Protocol, Union
 import numpy as np
 
 from hwnas.errors import UserError
+from hwnas.lut.calibration import FIXED_KEY, Pricer
 from hwnas.lut.jsonio import atomic_write_text
 from hwnas.lut.schema import LUT
 from hwnas.lut.spaces import LatencySpace, get_space
 
 PREDICTOR_KIND = "hwnas-latency-predictor"
 PREDICTOR_SCHEMA_VERSION = 1
-CALIBRATION_KIND = "hwnas-calibration"
 
 
 class LatencyPredictor(Protocol):
@@ -90,14 +90,17 @@ class LUTPredictor:
             for o in range(self.space.choices[s])
             for spec in self.space.option_specs(s, o)
         ]
-        missing = self.lut.missing([*specs, *self.space.fixed_specs])
+        pricer = Pricer.of(self.lut)
+        covered = set(self.lut.fixed.covers) if self.lut.fixed else set()
+        fixed = [sp for sp in self.space.fixed_specs if sp.key() not in covered]
+        missing = [sp for sp in dict.fromkeys([*specs, *fixed]) if not _priceable(pricer, sp)]
         if missing and self.block_model is None:
             keys = ", ".join(m.key() for m in missing[:3])
             raise UserError(
                 f"LUT {self.lut.device_name!r} lacks {len(missing)} block(s) of space "
                 f"{self.space.name!r} (e.g. {keys}); build them (hwnas build-lut --resume)"
             )
-        price = self._pricer(missing)
+        price = self._pricer(pricer, missing)
         table = tuple(
             np.array(
                 [
@@ -107,19 +110,28 @@ class LUTPredictor:
             )
             for s in range(self.space.num_slots)
         )
-        covered = set(self.lut.fixed.covers) if self.lut.fixed else set()
-        constant = self.lut.fixed.latency_ms if self.lut.fixed else 0.0
-        constant += sum(price(sp) for sp in self.space.fixed_specs if sp.key() not in covered)
+        constant = sum(price(sp) for sp in fixed)
+        if self.lut.fixed:
+            correction = (self.calibration or {}).get("entry_correction", {})
+            constant += self.lut.fixed.latency_ms * (1.0 + float(correction.get(FIXED_KEY, 0.0)))
         object.__setattr__(self, "_table", (float(constant), table))
 
-    def _pricer(self, missing: list) -> Any:
+    def _pricer(self, pricer: Pricer, missing: list) -> Any:
+        """Block price: the LUT entry (else its linear family, else the block model), times the
+        calibration's per-entry correction when calibrated (scale and offset apply later)."""
         estimated = {}
         if missing:
             estimated = dict(zip((m.key() for m in missing), self.block_model.predict_ms(missing)))
+        correction = (self.calibration or {}).get("entry_correction", {})
 
         def price(spec: Any) -> float:
             key = spec.key()
-            return float(estimated[key]) if key in estimated else self.lut.latency_ms(key)
+            if key in estimated:
+                return float(estimated[key])
+            term = pricer.term(spec)
+            if term is None:  # identity / zero ops cost nothing
+                return 0.0
+            return term[1] * (1.0 + float(correction.get(term[0], 0.0)))
 
         return price
 
@@ -161,31 +173,12 @@ class LUTPredictor:
         return self._table[0]
 
 
-def fit_calibration(
-    predictor: LUTPredictor, archs: Sequence[Sequence[int]], measured_ms: np.ndarray
-) -> dict:
-    """Affine correction ``measured ~ scale * lut_sum + offset_ms`` minimising relative error.
-
-    Store the result as ``lut.models["calibration"]`` (e.g. ``lut.replace(models=...)``).
-    """
-    raw = LUTPredictor(predictor.lut, predictor.space, predictor.block_model, False).predict_ms(
-        archs
-    )
-    y = np.asarray(measured_ms, float)
-    if y.size < 2 or np.ptp(raw) <= 0:
-        raise UserError("calibration needs at least 2 architectures with different LUT sums")
-    w = 1.0 / y**2
-    A = np.stack([raw, np.ones_like(raw)], axis=1) * np.sqrt(w)[:, None]
-    (scale, offset), *_ = np.linalg.lstsq(A, y * np.sqrt(w), rcond=None)
-    if scale <= 0:
-        raise UserError("calibration gave a non-positive scale: the LUT sums do not track the data")
-    return {
-        "kind": CALIBRATION_KIND,
-        "space": predictor.space.name,
-        "scale": float(scale),
-        "offset_ms": float(offset),
-        "n": int(y.size),
-    }
+def _priceable(pricer: Pricer, spec: Any) -> bool:
+    try:
+        pricer.term(spec)
+    except UserError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ def test_bad_rows_are_one_line_errors(tmp_path, capsys):
     assert main(["fit-latency", "--measurements", str(bad), "--out", str(tmp_path / "x.json")]) == 2
     assert "line 3" in capsys.readouterr().err
     assert main(["predict-latency", "--predictor", "nope", "--archs", str(bad)]) == 2
-    assert "devices with LUTs: pi4, pixel3" in capsys.readouterr().err
+    assert "LUTs available: pi4: fbnet; pixel3: fbnet" in capsys.readouterr().err
     assert (
         main(
             [

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from hwnas import paths
-from hwnas.blocks.specs import SkipSpec
+from hwnas.blocks.specs import IBSpec, SkipSpec
 from hwnas.errors import UserError
 from hwnas.lut.block_model import BlockLatencyModel, fit_block_model
+from hwnas.lut.linear import family_key, fits_from_lut, linear_price
 from hwnas.lut.loading import lut_predictor
 from hwnas.lut.schema import load_lut
 
@@ -36,11 +37,20 @@ def test_stored_block_model_is_used_by_the_lut_predictor(fbnet):
     lut = load_lut(paths.shipped_luts_dir() / "pi4_fbnet.json")
     spec = fbnet.option_specs(9, 3)[0]
     model = fit_block_model(lut, "ridge")
+    # Without the spec's whole linear family (widths e1/e3/e6 of that slot and kernel), only the
+    # block model can price it; with the family, its linear fit comes first.
+    family = family_key(spec)
     lacking = lut.replace(
-        entries=[e for e in lut.entries if e.spec != spec], models={"block-model": model.to_json()}
+        entries=[
+            e for e in lut.entries if not isinstance(e.spec, IBSpec) or family_key(e.spec) != family
+        ],
+        models={"block-model": model.to_json()},
     )
     predictor = lut_predictor(lacking, "fbnet")
     assert predictor.option_table_ms()[9][3] == pytest.approx(model.predict_ms([spec])[0])
+    one_missing = lut.replace(entries=[e for e in lut.entries if e.spec != spec])
+    linear = linear_price(fits_from_lut(one_missing), spec)
+    assert lut_predictor(one_missing, "fbnet").option_table_ms()[9][3] == pytest.approx(linear)
 
 
 def test_block_model_errors():

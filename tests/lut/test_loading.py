@@ -30,7 +30,7 @@ def test_load_predictor_resolves_names_and_paths(pi4, tmp_path, monkeypatch):
     assert load_predictor("mypi").name == "lut:mypi"
     file_lut = save_lut(pi4, tmp_path / "copy.json")
     assert load_predictor(str(file_lut)).predict_ms(ARCHS[:2]).shape == (2,)
-    with pytest.raises(UserError, match="devices with LUTs: mypi, pi4, pixel3"):
+    with pytest.raises(UserError, match="LUTs available: mypi: fbnet; pi4: fbnet; pixel3: fbnet"):
         load_predictor("pi5")
     (tmp_path / "other.json").write_text(json.dumps({"kind": "something"}))
     with pytest.raises(UserError, match="neither a LUT nor a latency predictor"):

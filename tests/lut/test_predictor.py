@@ -10,7 +10,8 @@ import pytest
 from hwnas import paths
 from hwnas.errors import UserError
 from hwnas.lut.block_model import fit_block_model
-from hwnas.lut.predictor import FittedPredictor, LUTPredictor, fit_calibration
+from hwnas.lut.calibration import Pricer, fit_calibration, predict_ms
+from hwnas.lut.predictor import FittedPredictor, LUTPredictor
 from hwnas.lut.schema import LUT, LUTEntry, load_lut
 
 RNG = np.random.default_rng(0)
@@ -50,15 +51,15 @@ def test_fixed_blocks_as_entries_instead_of_a_fixed_part(pi4, fbnet):
 
 
 def test_missing_blocks_are_named_or_priced_by_a_block_model(pi4, fbnet):
-    spec = fbnet.option_specs(21, 7)[0]
+    spec = fbnet.option_specs(21, 8)[0]  # the 1x1-conv skip: no linear family can price it
     lacking = pi4.replace(entries=[e for e in pi4.entries if e.spec != spec])
     with pytest.raises(
-        UserError, match=r"lacks 1 block\(s\) of space 'fbnet' \(e.g. ib-in:4x4x184-out:352-k:5"
+        UserError, match=r"lacks 1 block\(s\) of space 'fbnet' \(e.g. skip-in:4x4x184-out:352"
     ):
         LUTPredictor(lacking, fbnet)
     model = fit_block_model(lacking, "boosted", random_state=0)
     predictor = LUTPredictor(lacking, fbnet, block_model=model)
-    estimate = predictor.option_table_ms()[21][7]
+    estimate = predictor.option_table_ms()[21][8]
     truth = pi4.latency_ms(spec)
     assert 0.2 * truth < estimate < 5 * truth  # one unmeasured block, priced from the others
     np.testing.assert_allclose(
@@ -69,15 +70,26 @@ def test_missing_blocks_are_named_or_priced_by_a_block_model(pi4, fbnet):
 def test_calibration_recovers_an_affine_device(pi4, fbnet):
     raw = LUTPredictor(pi4, fbnet)
     measured = 1.3 * raw.predict_ms(ARCHS) + 2.0
-    calibration = fit_calibration(raw, ARCHS, measured)
-    assert calibration["scale"] == pytest.approx(1.3) and calibration["offset_ms"] == pytest.approx(
-        2.0
-    )
+    networks = [
+        [*fbnet.fixed_specs, *(sp for s, o in enumerate(a) for sp in fbnet.option_specs(s, o))]
+        for a in ARCHS
+    ]
+    np.testing.assert_allclose([Pricer.of(pi4).sum_ms(n) for n in networks], raw.predict_ms(ARCHS))
+    calibration = fit_calibration(Pricer.of(pi4), networks, measured, "fbnet", lam=1e9)
+    assert calibration["scale"] == pytest.approx(1.3, rel=1e-4)  # lam=1e9: (almost) affine only
+    assert calibration["offset_ms"] == pytest.approx(2.0, rel=1e-3)
     calibrated = LUTPredictor(pi4.replace(models={"calibration": calibration}), fbnet)
-    np.testing.assert_allclose(calibrated.predict_ms(ARCHS), measured, rtol=1e-9)
+    np.testing.assert_allclose(calibrated.predict_ms(ARCHS), measured, rtol=1e-5)
     table = calibrated.option_table_ms()
     via_table = calibrated.constant_ms + sum(table[s][ARCHS[3][s]] for s in range(22))
-    assert via_table == pytest.approx(measured[3], rel=1e-9)
+    assert via_table == pytest.approx(calibrated.predict_ms(ARCHS)[3], rel=1e-9)
+    # Per-entry corrections (small ridge): the predictor's tables reproduce calibration.predict_ms.
+    skewed = measured * (1 + 0.2 * (np.asarray(ARCHS)[:, 5] == 7))
+    detailed = fit_calibration(Pricer.of(pi4), networks, skewed, "fbnet", lam=0.01)
+    assert any(abs(v) > 1e-3 for v in detailed["entry_correction"].values())
+    with_entries = LUTPredictor(pi4.replace(models={"calibration": detailed}), fbnet)
+    expected = [predict_ms(Pricer.of(pi4), detailed, n) for n in networks]
+    np.testing.assert_allclose(with_entries.predict_ms(ARCHS), expected, rtol=1e-9)
     other_space = {**calibration, "space": "darts"}
     ignored = LUTPredictor(pi4.replace(models={"calibration": other_space}), fbnet)
     np.testing.assert_allclose(ignored.predict_ms(ARCHS), raw.predict_ms(ARCHS))
