@@ -1,0 +1,205 @@
+"""``hwnas quantize``: HAQ mixed precision for a searched network, priced on the real device.
+
+The flow (HAQ: Wang et al., CVPR 2019, with measured hardware feedback):
+
+1. Load the run directory's network and fold it (:mod:`hwnas.quant.convert`).
+2. On the device: probe its int8 weight bits, time every layer at fp32 and int8 and the whole
+   network at both (:mod:`hwnas.quant.hardware`), and calibrate the cost model
+   (:mod:`hwnas.quant.costs`). int8 is offered only if the int8 network *is* faster there.
+3. Refuse a budget below the cheapest achievable latency (exit 2, saying that latency).
+4. DDPG episodes (:mod:`hwnas.quant.haq`): each policy is walled into the budget, calibrated on
+   real train images, fine-tuned briefly and scored on validation images.
+5. The best policy is exported and timed end to end; if the measurement misses the budget the
+   budget is tightened by the miss and the wall re-applied (at most ``max_repairs`` times).
+6. Final quantization-aware fine-tune; accuracy on val and test; files into the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hwnas.errors import UserError
+from hwnas.quant.calibrate import calibrate
+from hwnas.quant.costs import PrecisionCost
+from hwnas.quant.haq import HAQConfig, SearchResult, haq_search
+from hwnas.quant.haq_env import HAQEnv, device_choices, enforce_budget, layer_infos, min_cost
+from hwnas.quant.hardware import MeasureSettings
+from hwnas.quant.plan import LayerBits
+from hwnas.quant.qat import FinetuneConfig, accuracy, finetune
+from hwnas.quant.qnet import QuantNet
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("haq",)
+CALIBRATION_IMAGES = 256
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Everything ``hwnas quantize`` needs (the CLI builds it; written to the report).
+
+    Attributes:
+        run_dir: the search run directory.
+        device: registered device name (must be measurable).
+        latency_ms: the latency budget on that device.
+        method: ``haq``.
+        episodes: HAQ episodes (each one short fine-tune).
+        search_steps: fine-tune SGD steps per episode.
+        final_steps: fine-tune SGD steps of the chosen policy.
+        train_images: train images used for calibration and fine-tuning.
+        val_images: validation images that score a policy.
+        simulate_bits: also offer 2..7-bit integer layers (accuracy simulation; they run and
+            cost as int8 on the device).
+        seed: seeds data subsets, agent and fine-tuning.
+        measure: timing settings on the device.
+        max_repairs: budget tightenings after end-to-end measurement.
+        threads: torch threads for fine-tuning and the agent (None: torch's default).
+        torch_device: where fine-tuning runs (``cpu``, ``cuda``...).
+    """
+
+    run_dir: Path
+    device: str
+    latency_ms: float
+    method: str = "haq"
+    episodes: int = 20
+    search_steps: int = 30
+    final_steps: int = 300
+    batch_size: int = 64
+    train_images: int = 4096
+    val_images: int = 1000
+    simulate_bits: bool = False
+    seed: int = 0
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    max_repairs: int = 3
+    threads: int | None = 1
+    torch_device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown quantization method {self.method!r}; known: haq")
+        if not self.latency_ms > 0:
+            raise UserError(f"--latency-ms must be positive, got {self.latency_ms}")
+        for name in ("episodes", "train_images", "val_images"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1")
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "measure"}
+        out.update(run_dir=str(self.run_dir), measure=self.measure.to_dict())
+        return out
+
+
+@dataclass(frozen=True)
+class DataTensors:
+    """Train/val/test images (N, C, H, W) and labels, as tensors."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def load_data(data: dict, train_images: int, val_images: int, seed: int) -> DataTensors:
+    """The run's dataset, subsampled (seeded) to ``train_images``/``val_images``; full test."""
+    from hwnas.data import DataConfig, load_dataset
+
+    splits = load_dataset(DataConfig(**data))
+    gen = torch.Generator().manual_seed(seed)
+    tx, ty = splits.train.tensors
+    vx, vy = splits.val.tensors
+    ti = torch.randperm(len(ty), generator=gen)[:train_images]
+    vi = torch.randperm(len(vy), generator=gen)[:val_images]
+    sx, sy = splits.test.tensors
+    return DataTensors(
+        tx[ti].contiguous(), ty[ti], vx[vi].contiguous(), vy[vi], sx.contiguous(), sy
+    )
+
+
+def check_budget(cost: PrecisionCost, choices, budget_ms: float) -> float:
+    """The cheapest achievable latency; raises UserError (exit 2) if the budget is below it."""
+    cheapest, _ = min_cost(choices, _cost_fn(cost), len(cost.layer_names))
+    if budget_ms < cheapest:
+        offered = "fp32 and int8" if any(w <= 8 for w in choices.w_levels[0]) else "fp32 only"
+        raise UserError(
+            f"no policy meets {budget_ms:g} ms: the cheapest achievable latency on this device "
+            f"is {cheapest:.3f} ms ({offered})"
+        )
+    return cheapest
+
+
+def _cost_fn(cost: PrecisionCost) -> Callable[[int, LayerBits], float]:
+    return cost.layer_ms
+
+
+def make_evaluator(graph, data: DataTensors, steps: int, config: QuantizeConfig):
+    """policy -> validation accuracy % after calibration and a short fine-tune (memoised)."""
+    names = [layer.name for layer in graph.layers]
+    memo: dict[tuple, float] = {}
+
+    def evaluate(policy: list[LayerBits]) -> float:
+        key = tuple(policy)
+        if key not in memo:
+            net = quantized_net(graph, dict(zip(names, policy)), data, steps, config)
+            memo[key] = accuracy(net, data.val_x, data.val_y)
+        return memo[key]
+
+    return evaluate
+
+
+def quantized_net(
+    graph, policy: dict, data: DataTensors, steps: int, config: QuantizeConfig
+) -> QuantNet:
+    """Calibrated and fine-tuned fake-quantized model of ``graph`` under ``policy``."""
+    net = QuantNet(graph, policy).to(config.torch_device)
+    calibrate(net, [data.train_x[:CALIBRATION_IMAGES]], seed=config.seed)
+    ft = FinetuneConfig(steps=steps, batch_size=config.batch_size, seed=config.seed)
+    return finetune(net, data.train_x, data.train_y, ft)
+
+
+def run_search(
+    graph,
+    cost: PrecisionCost,
+    choices,
+    data: DataTensors,
+    config: QuantizeConfig,
+    progress: Callable | None = None,
+) -> tuple[SearchResult, float]:
+    """HAQ over ``choices`` under ``config.latency_ms``; returns the result and float accuracy."""
+    float_net = QuantNet(graph, {}).to(config.torch_device)
+    float_acc = accuracy(float_net, data.val_x, data.val_y)
+    evaluate = make_evaluator(graph, data, config.search_steps, config)
+    env = HAQEnv(
+        layer_infos(graph), choices, _cost_fn(cost), config.latency_ms, evaluate, float_acc
+    )
+    start = time.perf_counter()
+    result = haq_search(env, HAQConfig(episodes=config.episodes, seed=config.seed), progress)
+    logger.info("HAQ search: %d episodes in %.1f s", config.episodes, time.perf_counter() - start)
+    return result, float_acc
+
+
+def repair_policy(
+    policy: list[LayerBits],
+    choices,
+    cost: PrecisionCost,
+    budget_ms: float,
+    measured_ms: float,
+    predicted_ms: float,
+) -> tuple[list[LayerBits], float]:
+    """Tighten the budget by the measured miss and wall the policy again."""
+    tighter = budget_ms * min(predicted_ms / measured_ms, 1.0) * 0.98
+    return enforce_budget(policy, choices, _cost_fn(cost), tighter), tighter
+
+
+def offered_choices(cost: PrecisionCost, n_layers: int, w_max: int, simulate: bool):
+    """Device choices: int8 only where the measured int8 network beats the fp32 one."""
+    net = cost.network_ms
+    integer = "int8" in net and "fp32" in net and net["int8"] < net["fp32"]
+    return device_choices(n_layers, integer, w_max, simulate), integer

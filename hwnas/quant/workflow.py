@@ -1,0 +1,282 @@
+"""``quantize_run``: the whole ``hwnas quantize`` command as one library call (see quantize.py).
+
+Files written into the run directory:
+
+* ``quant_lut.json``: per-layer latency at fp32/int8 on the device (LUT format) + calibration;
+* ``quant_policy.json``: the chosen per-layer bitwidths;
+* ``quant_model.json`` + ``quant_model.npz``: the fine-tuned fake-quantized model (what
+  ``hwnas export --precision mixed`` writes);
+* ``quant_report.json``: the report (also printed by ``--json``), and a ``quantization`` summary
+  added to ``report.json``;
+* ``quant_bits.png`` (bits per layer) and ``quant_policies.png`` (accuracy vs latency).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas.devices.connect import open_device
+from hwnas.devices.registry import get_device
+from hwnas.errors import UserError
+from hwnas.quant.hardware import layer_spec, measure_network
+from hwnas.quant.plan import policy_bits_summary
+from hwnas.quant.plots import plot_bits, plot_policies
+from hwnas.quant.policy import save_policy, save_state
+from hwnas.quant.profile import profile_device
+from hwnas.quant.qat import accuracy, torch_threads
+from hwnas.quant.quantize import (
+    QuantizeConfig,
+    check_budget,
+    load_data,
+    offered_choices,
+    quantized_net,
+    repair_policy,
+    run_search,
+)
+
+logger = logging.getLogger(__name__)
+
+REPORT_KIND = "hwnas-quant-report"
+
+
+def device_format(runtime: str | None) -> str:
+    """Model format a device runtime runs: ``tflite`` for TFLite, else ``onnx``."""
+    return "tflite" if runtime == "tflite" else "onnx"
+
+
+def quantize_run(config: QuantizeConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Run HAQ for ``config`` and write the run directory's quantization files; returns the report."""
+    with torch_threads(config.threads):
+        return _quantize_run(config, progress)
+
+
+@dataclass
+class _Outcome:
+    """Everything the report is made from (filled in as the run goes)."""
+
+    run: Any = None
+    graph: Any = None
+    profile: Any = None
+    integer: bool = False
+    cheapest_ms: float = 0.0
+    result: Any = None
+    float_acc: float = 0.0
+    policy: list = field(default_factory=list)
+    checked: Any = None
+    budget_used: float = 0.0
+    net: Any = None
+    final: Any = None
+    data: Any = None
+
+
+def _quantize_run(config: QuantizeConfig, progress: Callable[[str], None] | None) -> dict:
+    from hwnas.quant.convert import graph_from_module
+    from hwnas.quant.rundir import load_run
+
+    say = progress or (lambda message: None)
+    start = time.perf_counter()
+    o = _Outcome(run=load_run(config.run_dir))
+    o.graph = graph_from_module(o.run.module, o.run.input_shape)
+    device = get_device(config.device)
+    if not device.measurable:
+        raise UserError(
+            f"device {device.name!r} has no agent; HAQ needs per-precision "
+            "measurements on the device (register it with 'hwnas devices add')"
+        )
+    fmt = device_format(device.runtime)
+    with open_device(device) as client:
+        _search(client, device.name, fmt, config, o, say)
+        say("final fine-tune")
+        names = [layer.name for layer in o.graph.layers]
+        o.net = quantized_net(
+            o.graph, dict(zip(names, o.policy)), o.data, config.final_steps, config
+        )
+        o.final = measure_network(client, o.graph, o.net.to_state(), fmt, config.measure)
+    report = _report(config, o)
+    report["search_seconds"] = time.perf_counter() - start
+    _write_files(config.run_dir, o.graph, o.profile, o.policy, o.net, report)
+    return report
+
+
+def _search(client, device: str, fmt: str, config: QuantizeConfig, o: _Outcome, say) -> None:
+    """Profile the device, check the budget, run HAQ and the end-to-end hardware check."""
+    n = len(o.graph.layers)
+    say(f"timing {n} layers at fp32 and int8 on {device}")
+    o.profile = profile_device(
+        client,
+        device,
+        o.graph,
+        fmt,
+        config.measure,
+        config.run_dir / "quant_lut.json",
+        progress=lambda i, total: say(f"layer models {i}/{total}"),
+    )
+    choices, o.integer = offered_choices(
+        o.profile.cost, n, o.profile.int8_weight_bits, config.simulate_bits
+    )
+    o.cheapest_ms = check_budget(o.profile.cost, choices, config.latency_ms)
+    say("loading data")
+    o.data = load_data(o.run.data, config.train_images, config.val_images, config.seed)
+    o.result, o.float_acc = run_search(
+        o.graph,
+        o.profile.cost,
+        choices,
+        o.data,
+        config,
+        lambda r: say(
+            f"episode {r.episode + 1}/{config.episodes}: {r.latency_ms:.3f} ms, "
+            f"acc {r.accuracy:.2f}%"
+        ),
+    )
+    o.policy, o.checked, o.budget_used = hardware_check(
+        client, o.graph, o.profile.cost, choices, list(o.result.best.policy), o.data, config, fmt
+    )
+
+
+def hardware_check(client, graph, cost, choices, policy, data, config, fmt):
+    """Measure a policy end to end; while it misses the budget, tighten and re-wall it.
+
+    HAQ's hardware feedback on the real network: the per-layer cost model misses what mixed
+    precision costs at fp32/int8 boundaries (Q/DQ, layout reorders), so the chosen policy is
+    timed whole and, if it is over, the budget is tightened by the miss and the wall re-applied
+    (at most ``config.max_repairs`` times). Returns (policy, last measurement, budget used).
+    """
+    names = [layer.name for layer in graph.layers]
+    budget = config.latency_ms
+    measured = None
+    for attempt in range(config.max_repairs + 1):
+        net = quantized_net(graph, dict(zip(names, policy)), data, 0, config)
+        measured = measure_network(client, graph, net.to_state(), fmt, config.measure)
+        predicted = cost.latency_ms(policy)
+        if measured.stats.median_ms <= config.latency_ms or attempt == config.max_repairs:
+            break
+        logger.info(
+            "measured %.3f ms > %.3f ms budget (predicted %.3f): tightening",
+            measured.stats.median_ms,
+            config.latency_ms,
+            predicted,
+        )
+        policy, budget = repair_policy(
+            policy, choices, cost, budget, measured.stats.median_ms, predicted
+        )
+    return policy, measured, budget
+
+
+def _report(config: QuantizeConfig, o: _Outcome) -> dict:
+    measured = o.final.stats.median_ms
+    names = [layer.name for layer in o.graph.layers]
+    return {
+        "schema_version": 1,
+        "kind": REPORT_KIND,
+        "method": config.method,
+        "run": str(config.run_dir),
+        "space": o.run.space,
+        "arch": o.run.arch_text,
+        "device": o.profile.device,
+        "runtime": o.profile.runtime,
+        "format": o.profile.fmt,
+        "constraints": [
+            {
+                "metric": "latency_ms",
+                "limit": config.latency_ms,
+                "predicted": o.profile.cost.latency_ms(o.policy),
+                "measured": measured,
+                "satisfied": measured <= config.latency_ms,
+            }
+        ],
+        "accuracy": {
+            "val": accuracy(o.net, o.data.val_x, o.data.val_y),
+            "test": accuracy(o.net, o.data.test_x, o.data.test_y),
+        },
+        "float_accuracy": {"val": o.float_acc},
+        "latency": {
+            "measured": o.final.to_dict(with_samples=False),
+            "cheapest_ms": o.cheapest_ms,
+            "budget_used_ms": o.budget_used,
+            "search_policy_measured_ms": o.checked.stats.median_ms,
+            "network_ms": dict(o.profile.cost.network_ms),
+            "calibration_scale": dict(o.profile.cost.scale),
+        },
+        "precisions": {
+            "offered": ["fp32", "int8"] if o.integer else ["fp32"],
+            "int8_weight_bits": o.profile.int8_weight_bits,
+            "simulate_bits": config.simulate_bits,
+        },
+        "policy": {
+            "layers": len(o.policy),
+            "int8_layers": sum(not b.is_float for b in o.policy),
+            **policy_bits_summary(dict(zip(names, o.policy))),
+            "w_bits": [b.w_bits for b in o.policy],
+            "a_bits": [b.a_bits for b in o.policy],
+        },
+        "search": {
+            "episodes": len(o.result.history),
+            "best_episode": o.result.best.episode,
+            "history": [r.to_dict() for r in o.result.history],
+        },
+        "config": config.to_dict(),
+    }
+
+
+def _write_files(run_dir: Path, graph, profile, policy, net, report: dict) -> None:
+    names = [layer.name for layer in graph.layers]
+    specs = [layer_spec(graph, layer).key() for layer in graph.layers]
+    meta = {
+        "device": profile.device,
+        "runtime": profile.runtime,
+        "format": profile.fmt,
+        "int8_weight_bits": profile.int8_weight_bits,
+    }
+    save_policy(run_dir / "quant_policy.json", names, specs, policy, meta)
+    save_state(run_dir / "quant_model", net.to_state(), meta)
+    plot_bits(
+        run_dir / "quant_bits.png",
+        names,
+        policy,
+        f"HAQ policy on {profile.device}: {report['constraints'][0]['measured']:.3f} ms "
+        f"(budget {report['constraints'][0]['limit']:g} ms)",
+    )
+    final = {
+        "latency_ms": report["constraints"][0]["measured"],
+        "accuracy": report["accuracy"]["val"],
+    }
+    plot_policies(
+        run_dir / "quant_policies.png",
+        report["search"]["history"],
+        report["constraints"][0]["limit"],
+        final,
+        (profile.cost.network_ms["fp32"], report["float_accuracy"]["val"]),
+    )
+    report["files"] = {
+        k: str(run_dir / v)
+        for k, v in (
+            ("policy", "quant_policy.json"),
+            ("model", "quant_model.json"),
+            ("lut", "quant_lut.json"),
+            ("report", "quant_report.json"),
+            ("bits_plot", "quant_bits.png"),
+            ("policies_plot", "quant_policies.png"),
+        )
+    }
+    (run_dir / "quant_report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    update_run_report(
+        run_dir,
+        "quantization",
+        {k: report[k] for k in ("method", "device", "constraints", "accuracy", "policy")},
+    )
+
+
+def update_run_report(run_dir: Path, key: str, value: object) -> None:
+    """Set ``report.json[key] = value`` in the run directory (created if missing)."""
+    path = run_dir / "report.json"
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    doc[key] = value
+    tmp = path.with_name(".report.json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, allow_nan=False), encoding="utf-8")
+    tmp.replace(path)

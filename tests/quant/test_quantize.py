@@ -1,0 +1,156 @@
+"""``hwnas quantize`` end to end on the local device, and HAQ's search on a real network."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+from hwnas.cli import main
+from hwnas.lut.schema import load_lut
+from hwnas.quant.convert import graph_from_module
+from hwnas.quant.costs import calibrated_cost
+from hwnas.quant.haq_env import device_choices
+from hwnas.quant.plan import LayerBits
+from hwnas.quant.policy import load_policy
+from hwnas.quant.quantize import QuantizeConfig, load_data, run_search
+from hwnas.quant.rundir import load_run
+
+QUICK = [
+    "--episodes",
+    "2",
+    "--search-steps",
+    "2",
+    "--final-steps",
+    "4",
+    "--train-images",
+    "256",
+    "--val-images",
+    "100",
+    "--warmup",
+    "1",
+    "--repeats",
+    "5",
+]
+
+
+@pytest.fixture()
+def run_copy(trained_run_dir, tmp_path):
+    return shutil.copytree(trained_run_dir, tmp_path / "run")
+
+
+def test_quantize_json_report_and_files(run_copy, capsys) -> None:
+    assert (
+        main(
+            [
+                "quantize",
+                "--run",
+                str(run_copy),
+                "--device",
+                "local",
+                "--latency-ms",
+                "50",
+                *QUICK,
+                "--json",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    report = json.loads(out)
+    (constraint,) = report["constraints"]
+    assert constraint["metric"] == "latency_ms" and constraint["limit"] == 50
+    assert constraint["predicted"] > 0 and constraint["measured"] > 0
+    assert constraint["satisfied"] == (constraint["measured"] <= 50)
+    assert 0 <= report["accuracy"]["val"] <= 100 and 0 <= report["accuracy"]["test"] <= 100
+    assert len(report["search"]["history"]) == 2
+    net_ms = report["latency"]["network_ms"]
+    assert report["precisions"]["offered"] == (
+        ["fp32", "int8"] if net_ms["int8"] < net_ms["fp32"] else ["fp32"]
+    )
+    for name in (
+        "quant_policy.json",
+        "quant_model.json",
+        "quant_model.npz",
+        "quant_lut.json",
+        "quant_report.json",
+        "quant_bits.png",
+        "quant_policies.png",
+    ):
+        assert (run_copy / name).is_file(), name
+    policy = load_policy(run_copy / "quant_policy.json")
+    assert [b.w_bits for b in policy.values()] == report["policy"]["w_bits"]
+    assert load_lut(run_copy / "quant_lut.json").settings["precision"] == "mixed"
+    summary = json.loads((run_copy / "report.json").read_text())["quantization"]
+    assert summary["constraints"] == report["constraints"]
+
+
+def test_impossible_budget_exits_2_with_the_cheapest_latency(run_copy, capsys) -> None:
+    code = main(
+        ["quantize", "--run", str(run_copy), "--device", "local", "--latency-ms", "0.0001", *QUICK]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    match = re.search(r"cheapest achievable latency on this device is ([0-9.]+) ms", err)
+    assert match, err
+    calibration = load_lut(run_copy / "quant_lut.json").models["haq-calibration"]
+    net = calibration["network_ms"]
+    cheapest = min(net.values()) if net["int8"] < net["fp32"] else net["fp32"]
+    assert float(match.group(1)) == pytest.approx(cheapest, abs=1e-3)
+    assert not (run_copy / "quant_policy.json").exists()
+
+
+def test_reference_device_and_bad_flags_are_user_errors(run_copy, capsys) -> None:
+    assert main(["quantize", "--run", str(run_copy), "--device", "pi4", "--latency-ms", "5"]) == 2
+    assert "no agent" in capsys.readouterr().err
+    assert (
+        main(["quantize", "--run", str(run_copy), "--device", "local", "--latency-ms", "-1"]) == 2
+    )
+    assert (
+        main(
+            [
+                "quantize",
+                "--run",
+                str(run_copy / "missing"),
+                "--device",
+                "local",
+                "--latency-ms",
+                "5",
+            ]
+        )
+        == 2
+    )
+
+
+def test_haq_search_on_a_real_network_respects_the_budget(trained_run_dir) -> None:
+    """int8 priced cheaper (as on CPUs where it is faster): HAQ mixes precisions under budget."""
+    run = load_run(trained_run_dir)
+    graph = graph_from_module(run.module, run.input_shape)
+    n = len(graph.layers)
+    rows = [{"fp32": 1.0 + (i % 3), "int8": 0.5 + 0.5 * (i % 3)} for i in range(n)]
+    cost = calibrated_cost(
+        [layer.name for layer in graph.layers],
+        rows,
+        {"fp32": sum(r["fp32"] for r in rows), "int8": sum(r["int8"] for r in rows)},
+    )
+    budget = 0.5 * (cost.uniform_ms("fp32") + cost.uniform_ms("int8"))
+    config = QuantizeConfig(
+        trained_run_dir,
+        "local",
+        budget,
+        episodes=3,
+        search_steps=2,
+        train_images=256,
+        val_images=100,
+    )
+    data = load_data(run.data, 256, 100, 0)
+    result, float_acc = run_search(graph, cost, device_choices(n, True, 7), data, config)
+    assert len(result.history) == 3 and float_acc > 50
+    for record in result.history:
+        assert record.latency_ms <= budget + 1e-9
+        assert 0 < sum(not b.is_float for b in record.policy) < n  # really mixed
+        assert all(b in (LayerBits(32, 32), LayerBits(7, 8)) for b in record.policy)
+    assert result.best.reward == max(r.reward for r in result.history)
