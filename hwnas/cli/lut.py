@@ -28,6 +28,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--device", required=True, help="device to measure on (e.g. local)")
     b.add_argument("--space", default="fbnet", help="fbnet (default), ib-channel or darts")
     b.add_argument("--resolution", type=int, default=None, help="input size (space default)")
+    b.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "int8", "fp16"),
+        help="precision of every timed model (default fp32; int8: QDQ ONNX / integer TFLite)",
+    )
+    b.add_argument(
+        "--format",
+        dest="fmt",
+        default="onnx",
+        choices=("onnx", "tflite"),
+        help="model format, i.e. the runtime on the device (default onnx)",
+    )
     b.add_argument("--num-classes", type=int, default=None, help="classes (space default)")
     b.add_argument("--out", default=None, help="LUT file (default: <user LUT dir>/D_S.json)")
     b.add_argument("--resume", action="store_true", help="continue an unfinished build")
@@ -118,6 +131,8 @@ def _build(args: argparse.Namespace) -> int:
         resume=args.resume,
         quick=args.quick,
         lut_name=args.name,
+        precision=args.precision,
+        fmt=args.fmt,
         n_archs=args.archs,
         seed=args.seed,
         budget_minutes=args.budget_minutes,

@@ -43,7 +43,8 @@ def assemble_lut(
     settings = header.get("settings", {})
     clean = float(settings.get("block_timing", {}).get("clean", 0.05))
     jobs = collect_jobs(groups, clean)
-    entries = [_entry(job, jobs) for job in jobs.values() if job["kind"] == "block"]
+    precision = settings.get("precision", "fp32")
+    entries = [_entry(job, jobs, precision) for job in jobs.values() if job["kind"] == "block"]
     first = groups[0] if groups else {}
     lut = LUT(
         device={
@@ -53,7 +54,8 @@ def assemble_lut(
         },
         runtime=first.get("runtime") or {"name": "onnxruntime", "version": None},
         settings={
-            "precision": "fp32",
+            "precision": settings.get("precision", "fp32"),
+            "format": settings.get("format", "onnx"),
             "threads": settings.get("block_timing", {}).get("threads", 1),
             "core": first.get("agent_settings", {}).get("core"),
             "affinity": first.get("agent_settings", {}).get("affinity"),
@@ -99,7 +101,7 @@ def collect_jobs(groups: Sequence[dict], clean: float) -> dict[str, dict]:
     return jobs
 
 
-def _entry(job: dict, jobs: dict) -> LUTEntry:
+def _entry(job: dict, jobs: dict, precision: str = "fp32") -> LUTEntry:
     stats = job["stats"]
     null = jobs.get(job.get("ref") or "")
     overhead = null["stats"]["median_ms"] if null else 0.0
@@ -115,7 +117,7 @@ def _entry(job: dict, jobs: dict) -> LUTEntry:
     }
     return LUTEntry(
         spec=parse_key(job["key"]),
-        precision="fp32",
+        precision=precision,
         median_ms=max(0.0, stats["median_ms"] - overhead),
         p10_ms=max(0.0, stats["p10_ms"] - overhead),
         p90_ms=max(0.0, stats["p90_ms"] - overhead),

@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 from hwnas import paths
 from hwnas.errors import DeviceError, UserError
-from hwnas.lut.jobs import JOB_WEIGHT, Job, job_model, plan_groups
+from hwnas.lut.jobs import JOB_WEIGHT, Job, check_precision, job_model, plan_groups
 from hwnas.lut.journal import Journal, journal_path
 from hwnas.lut.plan import BuildPlan, get_plan
 from hwnas.lut.timing import TimingSettings, chunked, needs_round, time_models
@@ -53,6 +53,10 @@ class BuildConfig:
         budget_minutes: device time this run may spend.
         lut_name: the device name the LUT is filed under (default: ``device``); e.g. ``pi4`` makes
             ``--device pi4`` elsewhere use this LUT instead of the shipped reference.
+        precision: ``fp32`` (default), ``int8`` (QDQ / integer TFLite) or ``fp16``: every model
+            of the build is generated at this precision (:mod:`hwnas.quant.precision_models`).
+        fmt: model format, which picks the runtime on the device: ``onnx`` (onnxruntime) or
+            ``tflite``.
     """
 
     device: str
@@ -72,6 +76,8 @@ class BuildConfig:
     progress: bool = True
     timeout_s: float = 120.0
     lut_name: Optional[str] = None
+    precision: str = "fp32"
+    fmt: str = "onnx"
 
 
 @dataclass(frozen=True)
@@ -91,10 +97,14 @@ class BuildResult:
     lut: Any = None
 
 
-def default_out(device: str, space: str, quick: bool = False) -> Path:
-    """``<user LUT dir>/<device>_<space>.json`` (quick builds in a ``quick/`` subfolder)."""
+def default_out(
+    device: str, space: str, quick: bool = False, precision: str = "fp32", fmt: str = "onnx"
+) -> Path:
+    """``<user LUT dir>/<device>_<space>.json`` for fp32 ONNX, else
+    ``<device>_<space>-<precision>-<fmt>.json`` (quick builds in a ``quick/`` subfolder)."""
     folder = paths.user_luts_dir() / ("quick" if quick else "")
-    return folder / f"{device}_{space}.json"
+    suffix = "" if (precision, fmt) == ("fp32", "onnx") else f"-{precision}-{fmt}"
+    return folder / f"{device}_{space}{suffix}.json"
 
 
 def build_identity(plan: BuildPlan, config: BuildConfig) -> dict:
@@ -108,6 +118,8 @@ def build_identity(plan: BuildPlan, config: BuildConfig) -> dict:
             "seed": config.seed,
             "group_size": config.group_size,
             "statistic": config.statistic,
+            "precision": config.precision,
+            "format": config.fmt,
             "block_timing": config.block_timing.to_dict(),
             "arch_timing": config.arch_timing.to_dict(),
         },
@@ -125,9 +137,14 @@ def build_lut(config: BuildConfig, client: Any = None) -> BuildResult:
         raise UserError(f"unknown statistic {config.statistic!r}; known: {', '.join(STATISTICS)}")
     if config.budget_minutes <= 0:
         raise UserError("--budget-minutes must be > 0")
+    check_precision(config.space, config.precision, config.fmt)
     plan = get_plan(config.space, config.resolution, config.num_classes, config.quick)
     name = config.lut_name or config.device
-    out = Path(config.out) if config.out else default_out(name, plan.space, plan.quick)
+    out = (
+        Path(config.out)
+        if config.out
+        else default_out(name, plan.space, plan.quick, config.precision, config.fmt)
+    )
     if client is not None:
         return _run(config, plan, out, client)
     from hwnas.devices.connect import open_device
@@ -255,7 +272,8 @@ def _measure_group(
     index: int,
 ) -> float:
     """Time one round of a group and journal it; returns the device seconds spent."""
-    models = [job_model(plan, job) for job in group]  # host work, before the device is busy
+    # host work, before the device is busy
+    models = [job_model(plan, job, config.precision, config.fmt) for job in group]
     timing = config.arch_timing if group[0].kind == "arch" else config.block_timing
     result = time_models(client, models, timing)
     jobs = [

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from hwnas.blocks.specs import BlockSpec, ConvSpec, parse_key
+from hwnas.errors import UserError
 from hwnas.lut.plan import BuildPlan
 
 JOB_WEIGHT = {"block": 1.0, "null": 1.0, "arch": 3.0}  # relative device time, for progress/ETA
@@ -66,12 +67,46 @@ def plan_groups(plan: BuildPlan, n_archs: int, seed: int, group_size: int = 12) 
     return groups
 
 
-def job_model(plan: BuildPlan, job: Job) -> bytes:
-    """ONNX bytes of a job (block files come from the export cache)."""
-    if job.kind == "arch":
-        from hwnas.lut.compose import network_onnx
+PRECISION_SPACES = ("fbnet", "ib-channel")  # spaces whose ops the quantized writers cover
 
-        return network_onnx(plan.network(plan.parse_arch(job.key)))  # type: ignore[misc]
-    from hwnas.blocks.export import spec_to_onnx
 
-    return spec_to_onnx(parse_key(job.key))
+def check_precision(space: str, precision: str, fmt: str) -> None:
+    """Refuse precision/format combinations a build cannot generate models for."""
+    from hwnas.quant.precision_models import FORMATS, PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if fmt not in FORMATS:
+        raise UserError(f"unknown model format {fmt!r}; known: {', '.join(FORMATS)}")
+    if (precision, fmt) != ("fp32", "onnx") and space not in PRECISION_SPACES:
+        raise UserError(
+            f"{precision} {fmt} models exist for the {' and '.join(PRECISION_SPACES)} spaces, "
+            f"not {space!r}; build it at fp32 with onnx"
+        )
+
+
+def job_model(plan: BuildPlan, job: Job, precision: str = "fp32", fmt: str = "onnx") -> bytes:
+    """Model bytes of a job at ``precision`` as ``fmt``.
+
+    fp32 ONNX block files come from the export cache and networks are stitched from them; other
+    precisions/formats come from :mod:`hwnas.quant.precision_models` (a whole network is written
+    as one graph, so an int8 network has no quantize/dequantize pair at every block boundary).
+    """
+    if (precision, fmt) == ("fp32", "onnx"):
+        if job.kind == "arch":
+            from hwnas.lut.compose import network_onnx
+
+            return network_onnx(plan.network(plan.parse_arch(job.key)))  # type: ignore[misc]
+        from hwnas.blocks.export import spec_to_onnx
+
+        return spec_to_onnx(parse_key(job.key))
+    from hwnas.quant.precision_models import graph_model, precision_model
+
+    if job.kind != "arch":
+        return precision_model(parse_key(job.key), precision, fmt)
+    from hwnas.blocks.torch_blocks import build_sequential
+    from hwnas.quant.convert import graph_from_module
+
+    specs = plan.network(plan.parse_arch(job.key))  # type: ignore[misc]
+    graph = graph_from_module(build_sequential(specs), specs[0].in_shape)
+    return graph_model(graph, precision, fmt)

@@ -48,7 +48,7 @@ def fake_latency(model: bytes, _: int) -> float:
 @pytest.fixture(autouse=True)
 def key_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """Models are their job keys (no export), so the fake device can price them."""
-    monkeypatch.setattr(build_module, "job_model", lambda plan, job: job.key.encode())
+    monkeypatch.setattr(build_module, "job_model", lambda plan, job, *_: job.key.encode())
 
 
 def _config(tmp_path: Path, **changes) -> BuildConfig:
