@@ -61,3 +61,18 @@ def test_onnx_and_tflite_measure_and_match_the_host(emulated_pi, capsys) -> None
     host.invoke()
     expected = host.get_tensor(host.get_output_details()[0]["index"])
     np.testing.assert_allclose(yt, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_small_build_lut_round_with_resume(emulated_pi, capsys) -> None:
+    name = register(emulated_pi, capsys)
+    argv = ["build-lut", "--device", name, "--quick", "--archs", "0", "--rounds", "1"]
+    argv += ["--repeats", "2", "--json"]
+    assert main([*argv, "--budget-minutes", "0.001"]) == 0  # stops after the first group
+    first = json.loads(capsys.readouterr().out)
+    assert first["complete"] is False and first["jobs"]["measured"] >= 1
+    assert main([*argv, "--resume"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["complete"] is True
+    assert second["jobs"]["kept_before"] == first["jobs"]["measured"]  # nothing re-measured
+    assert second["jobs"]["kept_before"] + second["jobs"]["measured"] == second["jobs"]["total"]
+    assert second["cpu"] == "ARM Cortex-A72"
