@@ -1,0 +1,11 @@
+"""Constrained architecture search: methods (``METHODS`` registry in ``hwnas.search.api``),
+the shared trainer, derivation and repair, run directories, reports and plots.
+
+* ``api``: SearchProblem / SearchBudget / SearchResult / Hooks, the ``METHODS`` registry.
+* ``greedy_admm`` (FGA-NAS), ``random`` (random search), ``uniform`` (hand-designed baseline).
+* ``knapsack``, ``derive``: the beta-step solvers and repair-and-fill.
+* ``trainer``, ``checkpoint``: deterministic training loops, resumable state without pickle.
+* ``config``, ``pipeline``, ``report``, ``rundir``, ``plots``: ``hwnas search`` end to end.
+
+Importing this package does not import torch.
+"""

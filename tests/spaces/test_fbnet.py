@@ -1,0 +1,44 @@
+"""FBNet space: reference geometry at full width, widths, supernet mixing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.errors import UserError
+from hwnas.spaces import fbnet_geometry as fb
+from hwnas.spaces.base import SpaceConfig, create_space
+from hwnas.spaces.fbnet import net_specs
+
+
+def test_full_width_net_is_the_lut_geometry():
+    arch = tuple(range(9)) * 2 + (0, 1, 2, 3)
+    specs = net_specs(arch, 32, 100, 1.0)
+    fixed = fb.fixed_specs(32, 100)
+    assert specs[0] == fixed[0] and specs[-3:] == fixed[1:]
+    assert specs[1:-3] == fb.arch_specs(arch, 32)
+
+
+def test_widths_are_checked():
+    with pytest.raises(UserError, match="width"):
+        create_space("fbnet", SpaceConfig(32, 10, 0.3))
+    space = create_space("fbnet", SpaceConfig(32, 10, 0.5))
+    assert space.build_supernet().stem[0].out_channels == 8
+
+
+def test_supernet_mixes_ops_with_the_given_weights():
+    space = create_space("fbnet", SpaceConfig(32, 10, 0.25))
+    net = space.build_supernet(seed=1).eval()
+    x = torch.randn(2, 3, 16, 16)
+    weights = torch.rand(space.alpha_shape)
+    active = np.zeros(space.alpha_shape, dtype=bool)
+    active[:, [0, 8]] = True
+    masked = weights * torch.from_numpy(active)
+    # Skipping inactive ops is the same as giving them weight zero.
+    torch.testing.assert_close(net(x, masked, active=active), net(x, masked))
+    # One-hot weights on op k at every layer are the network of op k with the same blocks.
+    one_hot = torch.zeros(space.alpha_shape)
+    one_hot[:, 2] = 1.0
+    path = torch.nn.Sequential(net.stem, *(ops[2] for ops in net.layers), net.head)
+    torch.testing.assert_close(net(x, one_hot), path(x))
