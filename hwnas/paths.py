@@ -30,22 +30,22 @@ def cache_dir() -> Path:
     return _xdg("XDG_CACHE_HOME", ".cache")
 
 
-def _shipped(package: str, folder: str) -> Path:
-    """Directory of shipped files: the source tree in a checkout, the installed package otherwise."""
-    source = Path(__file__).resolve().parent.parent / folder
-    if source.is_dir():
+def _shipped(subpackage: str, folder: str) -> Path:
+    """Directory of shipped files: ``<checkout>/<folder>`` in a source tree, else the installed
+    ``hwnas/<subpackage>`` (pyproject maps the top-level folders there)."""
+    here = Path(__file__).resolve().parent
+    source = here.parent / folder
+    if source.is_dir() and (here.parent / "pyproject.toml").is_file():
         return source
-    from importlib import resources
-
-    return Path(str(resources.files(package)))
+    return here / subpackage
 
 
 def shipped_luts_dir() -> Path:
-    return _shipped("hwnas.luts", "luts")
+    return _shipped("luts", "luts")
 
 
 def recipes_dir() -> Path:
-    return _shipped("hwnas.recipes", "search")
+    return _shipped("recipes", "search")
 
 
 def user_luts_dir() -> Path:

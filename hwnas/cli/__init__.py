@@ -29,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"hwnas.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"hwnas.cli.{name}":
-                raise
-            continue
-        module.add_parsers(sub)
+        importlib.import_module(f"hwnas.cli.{name}").add_parsers(sub)
     return parser
 
 
