@@ -27,6 +27,7 @@ RESUME_FLAGS = (
     "flops_m",
     "params_m",
     "dataset",
+    "data_root",
     "epochs",
     "seed",
     "out",
@@ -49,6 +50,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flops-m", type=float, help="FLOPs budget (millions of multiply-accumulates)")
     p.add_argument("--params-m", type=float, help="parameter budget (millions)")
     p.add_argument("--dataset", help="dataset name (default fashion-mnist)")
+    p.add_argument(
+        "--data-root", help="folder holding the dataset's files (CIFAR batches, idx, image folders)"
+    )
     p.add_argument("--epochs", type=float, help="epochs of the final training (default 2)")
     p.add_argument("--seed", type=int, help="seed of everything (default 0)")
     p.add_argument("--recipe", help="TOML recipe (search/<name>.toml) giving defaults")
@@ -88,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
                 "flops_m",
                 "params_m",
                 "dataset",
+                "data_root",
                 "epochs",
                 "seed",
                 "verify_device",

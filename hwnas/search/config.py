@@ -153,6 +153,8 @@ def resolve_config(recipe: Optional[dict], flags: dict) -> RunConfig:
     top.update({k: v for k, v in flags.items() if v is not None and k in _names(RunConfig)})
     if flags.get("dataset") is not None:
         data["dataset"] = flags["dataset"]
+    if flags.get("data_root") is not None:
+        data["root"] = flags["data_root"]
     if flags.get("epochs") is not None:
         final["epochs"] = flags["epochs"]
     seed = top.get("seed", 0)
