@@ -21,12 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import write_result  # noqa: E402
-from hwnas.blocks.export import export_onnx, spec_to_onnx  # noqa: E402
-from hwnas.blocks.specs import ConvSpec, IBSpec  # noqa: E402
-from hwnas.blocks.torch_blocks import build_sequential  # noqa: E402
-from hwnas.devices.connect import open_device  # noqa: E402
-from hwnas.spaces import fbnet_geometry as fb  # noqa: E402
+from bench._common import write_result
+from hwnas.blocks.export import export_onnx, spec_to_onnx
+from hwnas.blocks.specs import ConvSpec, IBSpec
+from hwnas.blocks.torch_blocks import build_sequential
+from hwnas.devices.connect import open_device
+from hwnas.spaces import fbnet_geometry as fb
 
 
 def models() -> dict[str, bytes]:
@@ -66,7 +66,9 @@ def plain_session(model: bytes):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
-    x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 1 for d in inp.shape])
+    x = np.random.default_rng(0).standard_normal(
+        [d if isinstance(d, int) else 1 for d in inp.shape]
+    )
     return sess, {inp.name: x.astype(np.float32)}
 
 
@@ -91,7 +93,9 @@ def main() -> None:
                 agent_medians[name].append(m.stats.median_ms)
                 spreads[name].append(m.stats.spread)
                 sess, feed = sessions[name]
-                plain_medians[name].append(float(np.median(plain_loop(sess, feed, args.warmup, args.repeats))))
+                plain_medians[name].append(
+                    float(np.median(plain_loop(sess, feed, args.warmup, args.repeats)))
+                )
     for name in nets:
         a, p = np.array(agent_medians[name]), np.array(plain_medians[name])
         ratios = a / p
@@ -122,7 +126,9 @@ def main() -> None:
         "repeats": args.repeats,
     }
     print(f"summary: {summary}")
-    write_result("agent_truth", {"summary": summary, "models": figures}, " ".join(["python", *sys.argv]))
+    write_result(
+        "agent_truth", {"summary": summary, "models": figures}, " ".join(["python", *sys.argv])
+    )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class Channel:
         self._lines: queue.Queue = queue.Queue()
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
         self._closed = False
+        self._stderr_thread: threading.Thread | None = None
         self._thread = threading.Thread(target=self._pump, args=(reader,), daemon=True)
         self._thread.start()
 
@@ -61,7 +62,8 @@ class Channel:
                     self._stderr.append(text)
                     log.debug("%s stderr: %s", self.label, text)
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._stderr_thread = threading.Thread(target=pump, daemon=True)
+        self._stderr_thread.start()
 
     def stderr_tail(self, lines: int = 6) -> str:
         return " | ".join(list(self._stderr)[-lines:])
@@ -96,6 +98,8 @@ class Channel:
         return item
 
     def _why(self) -> str:
+        if self._stderr_thread is not None:  # a peer that died: let its last words arrive
+            self._stderr_thread.join(timeout=1.0)
         tail = self.stderr_tail()
         return f"; it said: {tail}" if tail else ""
 

@@ -13,7 +13,12 @@ ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime
 
 def run_python(code: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return result.stdout
 
@@ -30,7 +35,7 @@ def test_hwnas_agent_help_loads_no_torch() -> None:
         "try:\n    main(['agent', 'start', '--help'])\nexcept SystemExit:\n    pass\n"
         "print('RESULT', 'torch' in sys.modules, 'sklearn' in sys.modules)"
     )
-    line = [x for x in run_python(code).splitlines() if x.startswith("RESULT")][0]
+    line = next(x for x in run_python(code).splitlines() if x.startswith("RESULT"))
     assert line == "RESULT False False"
 
 
@@ -40,7 +45,7 @@ def test_hwnas_help_loads_no_torch() -> None:
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('RESULT', 'torch' in sys.modules)"
     )
-    line = [x for x in run_python(code).splitlines() if x.startswith("RESULT")][0]
+    line = next(x for x in run_python(code).splitlines() if x.startswith("RESULT"))
     assert line == "RESULT False"
 
 
@@ -59,4 +64,4 @@ def test_device_agents_sources_import_only_stdlib_numpy_and_runtimes() -> None:
                     f"{path.name} imports {name}"
                 )
         text = path.read_text()
-        assert "import_module(\"torch" not in text and "import_module('hwnas" not in text
+        assert 'import_module("torch' not in text and "import_module('hwnas" not in text

@@ -57,8 +57,14 @@ def test_round_trip_hello_and_fingerprint() -> None:
         (b'{"v": 1, "id": 6, "op": "measure"}', "bad_request"),
         (b'{"v": 1, "id": 7, "op": "measure", "model": {"data_b64": "***"}}', "bad_request"),
         (b'{"v": 1, "id": 8, "op": "measure", "model": {"sha256": "ab"}}', "unknown_model"),
-        (b'{"v": 1, "id": 9, "op": "measure", "repeats": 0, "model": {"sha256": "ab"}}', "bad_request"),
-        (b'{"v": 1, "id": 10, "op": "measure", "core": 999, "model": {"sha256": "ab"}}', "bad_core"),
+        (
+            b'{"v": 1, "id": 9, "op": "measure", "repeats": 0, "model": {"sha256": "ab"}}',
+            "bad_request",
+        ),
+        (
+            b'{"v": 1, "id": 10, "op": "measure", "core": 999, "model": {"sha256": "ab"}}',
+            "bad_core",
+        ),
         (b'{"v": 1, "id": 11, "op": "measure", "model": {"data_b64": "AAAA"}}', "bad_model"),
         (b'{"v": 1, "id": 12, "op": "measure", "model": {"path": "/etc/passwd"}}', "bad_request"),
     ],
@@ -103,8 +109,16 @@ def test_fuzzed_lines_each_get_one_reply_and_agent_survives(lines: list[bytes]) 
 @settings(max_examples=100, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["v", "id", "op", "model", "repeats", "warmup", "core", "threads", "inputs"]),
-        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20), st.lists(st.integers(), max_size=3)),
+        st.sampled_from(
+            ["v", "id", "op", "model", "repeats", "warmup", "core", "threads", "inputs"]
+        ),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.text(max_size=20),
+            st.lists(st.integers(), max_size=3),
+        ),
     )
 )
 def test_fuzzed_json_requests_never_crash(message: dict) -> None:

@@ -51,7 +51,13 @@ def agent(tmp_path_factory: pytest.TempPathFactory):
 
 
 def device(agent, token_file: Path | None = None) -> DeviceConfig:
-    return DeviceConfig("tcp-test", "tcp", host="127.0.0.1", port=agent.port, token_file=str(token_file or agent.token_file))
+    return DeviceConfig(
+        "tcp-test",
+        "tcp",
+        host="127.0.0.1",
+        port=agent.port,
+        token_file=str(token_file or agent.token_file),
+    )
 
 
 def test_no_token_is_refused_and_connection_closed(agent) -> None:
@@ -68,9 +74,11 @@ def test_wrong_token_is_refused(agent, tmp_path: Path) -> None:
     assert c.closed()
     wrong = tmp_path / "wrong"
     wrong.write_text("f" * 64)
-    with pytest.raises(DeviceError, match="authentication refused"):
-        with open_device(device(agent, wrong), timeout_s=10):
-            pass
+    with (
+        pytest.raises(DeviceError, match="authentication refused"),
+        open_device(device(agent, wrong), timeout_s=10),
+    ):
+        pass
 
 
 def test_garbage_before_auth_is_refused(agent) -> None:
@@ -123,7 +131,16 @@ def test_concurrent_measurements_queue_and_never_overlap(agent) -> None:
     def client(i: int) -> None:
         c = Raw(agent.port)
         c.ask({"v": 1, "id": 0, "op": "auth", "token": agent.token})
-        r = c.ask({"v": 1, "id": i, "op": "measure", "model": {"data_b64": model}, "warmup": 5, "repeats": 40})
+        r = c.ask(
+            {
+                "v": 1,
+                "id": i,
+                "op": "measure",
+                "model": {"data_b64": model},
+                "warmup": 5,
+                "repeats": 40,
+            }
+        )
         windows.append(r["result"]["window_s"])
         c.close()
 

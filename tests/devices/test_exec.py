@@ -24,7 +24,9 @@ PY = shlex.quote(sys.executable)
 @pytest.fixture(autouse=True)
 def agent_importable(monkeypatch: pytest.MonkeyPatch) -> None:
     """Commands run with the test's environment; make the installed agent importable for them."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    )
 
 
 def exec_device(command: str, push: bool = False) -> DeviceConfig:
@@ -40,7 +42,9 @@ def test_installed_agent_over_exec_measures_and_infers() -> None:
     np.testing.assert_allclose(y, conv_relu_reference(model, x[0]), rtol=1e-5, atol=1e-5)
 
 
-def test_pushed_agent_runs_from_a_versioned_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pushed_agent_runs_from_a_versioned_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PYTHONPATH")  # the target must not see the host's copy
     cache = tmp_path / "target-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
@@ -67,15 +71,16 @@ def test_pushed_agent_runs_from_a_versioned_cache(tmp_path: Path, monkeypatch: p
     ],
 )
 def test_bad_commands_give_clear_errors(command: str, message: str) -> None:
-    with pytest.raises(DeviceError, match=message):
-        with open_device(exec_device(command), timeout_s=10):
-            pass
+    with pytest.raises(DeviceError, match=message), open_device(exec_device(command), timeout_s=10):
+        pass
 
 
 def test_silent_command_times_out() -> None:
-    with pytest.raises(DeviceError, match="no answer within 2 s"):
-        with open_device(exec_device("sleep 30"), timeout_s=2):
-            pass
+    with (
+        pytest.raises(DeviceError, match="no answer within 2 s"),
+        open_device(exec_device("sleep 30"), timeout_s=2),
+    ):
+        pass
 
 
 def test_cli_add_probe_measure(tmp_path: Path, capsys) -> None:

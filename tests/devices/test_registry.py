@@ -31,7 +31,9 @@ def test_add_list_remove_round_trip() -> None:
     assert data["kind"] == "hwnas-devices" and data["schema_version"] == 1
     with pytest.raises(UserError, match="exists"):
         add_device(dev)
-    add_device(DeviceConfig("pi", "tcp", host="10.0.0.6", port=1, token_file="/tmp/t"), replace=True)
+    add_device(
+        DeviceConfig("pi", "tcp", host="10.0.0.6", port=1, token_file="/tmp/t"), replace=True
+    )
     assert get_device("pi").host == "10.0.0.6"
     remove_device("pi")
     with pytest.raises(UserError, match="unknown device 'pi'; known: local, pi4, pixel3"):

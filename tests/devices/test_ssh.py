@@ -75,18 +75,22 @@ def test_agent_code_is_pushed_once_per_version(server, tmp_path: Path, fake_home
 
 
 def test_unknown_host_key_is_refused(server, tmp_path: Path, fake_home: Path) -> None:
-    with pytest.raises(DeviceError, match="unknown host key"):
-        with open_device(config(server, tmp_path, known_hosts=None), timeout_s=10):
-            pass
+    with (
+        pytest.raises(DeviceError, match="unknown host key"),
+        open_device(config(server, tmp_path, known_hosts=None), timeout_s=10),
+    ):
+        pass
 
 
 def test_changed_host_key_is_refused(server, tmp_path: Path, fake_home: Path) -> None:
     forged = tmp_path / "forged_known_hosts"
     other = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
     forged.write_text(f"[127.0.0.1]:{server.port} ssh-ed25519 {other}\n")
-    with pytest.raises(DeviceError, match="CHANGED"):
-        with open_device(config(server, tmp_path, known_hosts=str(forged)), timeout_s=10):
-            pass
+    with (
+        pytest.raises(DeviceError, match="CHANGED"),
+        open_device(config(server, tmp_path, known_hosts=str(forged)), timeout_s=10),
+    ):
+        pass
 
 
 def test_trust_new_host_records_the_key(server, tmp_path: Path, fake_home: Path) -> None:
@@ -100,15 +104,19 @@ def test_trust_new_host_records_the_key(server, tmp_path: Path, fake_home: Path)
 def test_connection_refused_names_host_and_cause(server, tmp_path: Path, fake_home: Path) -> None:
     from tests.support.sshd import _free_port
 
-    with pytest.raises(DeviceError, match=r"127\.0\.0\.1:\d+.*(refused|Unable to connect)"):
-        with open_device(config(server, tmp_path, port=_free_port()), timeout_s=5):
-            pass
+    with (
+        pytest.raises(DeviceError, match=r"127\.0\.0\.1:\d+.*(refused|Unable to connect)"),
+        open_device(config(server, tmp_path, port=_free_port()), timeout_s=5),
+    ):
+        pass
 
 
 def test_missing_python_on_device_is_reported(server, tmp_path: Path, fake_home: Path) -> None:
-    with pytest.raises(DeviceError, match="closed the connection.*(not found|No such file)"):
-        with open_device(config(server, tmp_path, python="/nonexistent/python3"), timeout_s=10):
-            pass
+    with (
+        pytest.raises(DeviceError, match=r"closed the connection.*(not found|No such file)"),
+        open_device(config(server, tmp_path, python="/nonexistent/python3"), timeout_s=10),
+    ):
+        pass
 
 
 def test_cli_devices_add_then_measure(server, tmp_path: Path, fake_home: Path, capsys) -> None:

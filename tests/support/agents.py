@@ -35,7 +35,17 @@ def tcp_agent(tmp: Path, *extra: str) -> Iterator[TCPAgent]:
             capture_output=True,
         )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device_agents", "start", "--port", "0", "--token-file", str(token_file), *extra],
+        [
+            sys.executable,
+            "-m",
+            "device_agents",
+            "start",
+            "--port",
+            "0",
+            "--token-file",
+            str(token_file),
+            *extra,
+        ],
         cwd=ROOT,
         env=_env(),
         stderr=subprocess.PIPE,

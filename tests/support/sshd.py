@@ -72,7 +72,8 @@ def sshd(workdir: Path) -> Iterator[SSHServer]:
     )
     os.makedirs("/run/sshd", exist_ok=True)
     subprocess.run([SSHD, "-t", "-f", str(config)], check=True)
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=open(workdir / "sshd.log", "wb"))
+    log = open(workdir / "sshd.log", "wb")  # noqa: SIM115 (closed in the finally below)
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log)
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -81,7 +82,9 @@ def sshd(workdir: Path) -> Iterator[SSHServer]:
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"sshd did not start: {(workdir / 'sshd.log').read_text()}") from None
+                    raise RuntimeError(
+                        f"sshd did not start: {(workdir / 'sshd.log').read_text()}"
+                    ) from None
                 time.sleep(0.05)
         pub = host_key.with_suffix(".pub").read_text().split()
         known = workdir / "known_hosts"
@@ -90,3 +93,4 @@ def sshd(workdir: Path) -> Iterator[SSHServer]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        log.close()
