@@ -176,6 +176,14 @@ def run(problem: SearchProblem, config: GreedyADMMConfig, hooks: Hooks) -> Searc
     return _derive(problem, config, state)
 
 
+def mixing_weights(alpha: torch.Tensor, space: Any) -> torch.Tensor:
+    """What the supernet gets for gates ``alpha``: ``|alpha|`` on layer-wise spaces, whose
+    supernet normalises each layer by its L1 norm (only the gates' proportions matter, and a
+    support of one op is exactly that op whatever its sign, as the sign-blind knapsack values
+    ``v**2`` assume); ``alpha`` itself on channel spaces (a channel's sign is learnable)."""
+    return alpha.abs() if space.relaxation == "choice" else alpha
+
+
 def admm_alpha_step(
     alpha: np.ndarray, step: np.ndarray, betas: list, duals: list, rho: float, lr: float
 ) -> np.ndarray:
@@ -186,22 +194,30 @@ def admm_alpha_step(
     return (alpha - step + lr * rho * pull) / (1.0 + lr * rho * len(betas))
 
 
-def loss_step(state: _State, grad: np.ndarray, config: GreedyADMMConfig, budget: Any) -> np.ndarray:
+def loss_step(
+    state: _State, grad: np.ndarray, config: GreedyADMMConfig, budget: Any, alpha: np.ndarray
+) -> np.ndarray:
     """RMS-normalised loss step on alpha (RMSProp, decay 0.99), decayed like the weights' lr.
 
     Gate gradients of a supernet are far from unit scale and noisy; normalising makes
     ``lr_alpha`` mean the same on every space, and the cosine decay lets the penalty settle
-    alpha onto the consensus of the beta_c at the end."""
+    alpha onto the consensus of the beta_c at the end. On layer-wise spaces the loss depends only
+    on each layer's gate proportions (:func:`mixing_weights`), so the step is also scaled by the
+    layer's mean ``|alpha|``: a relative step, which stays small when the penalty has shrunk the
+    layer's gates (an absolute step would then reshuffle its op every step)."""
     state.grad_sq = 0.99 * state.grad_sq + 0.01 * grad**2
     scale = cosine_lr(config.lr_alpha, state.step, budget.steps)
-    return scale * grad / (np.sqrt(state.grad_sq / (1 - 0.99 ** (state.step + 1))) + 1e-8)
+    step = scale * grad / (np.sqrt(state.grad_sq / (1 - 0.99 ** (state.step + 1))) + 1e-8)
+    if alpha.ndim == 2:
+        step = step * np.mean(np.abs(alpha), axis=1, keepdims=True)
+    return step
 
 
 def _one_step(problem: SearchProblem, config: GreedyADMMConfig, state: _State, stream) -> dict:
     b, alpha = problem.budget, state.alpha
     x, y = stream.batch(state.step)
     set_lr(state.opt_w, cosine_lr(b.lr, state.step, b.steps))
-    ce = nn.functional.cross_entropy(state.net(x, alpha), y)
+    ce = nn.functional.cross_entropy(state.net(x, mixing_weights(alpha, problem.space)), y)
     state.opt_w.zero_grad(set_to_none=True)
     alpha.grad = None
     ce.backward()
@@ -214,14 +230,14 @@ def _one_step(problem: SearchProblem, config: GreedyADMMConfig, state: _State, s
             v = a + state.duals[c] / state.rho
             betas.append(beta_step(v, constraint.cost.table, constraint.limit) * v)
         a = admm_alpha_step(
-            a, loss_step(state, grad, config, b), betas, state.duals, state.rho, config.lr_alpha
+            a, loss_step(state, grad, config, b, a), betas, state.duals, state.rho, config.lr_alpha
         )
         for c, constraint in enumerate(problem.constraints):
             state.duals[c] = state.duals[c] + state.rho * (a - betas[c])
             row[f"gap_{constraint.metric}"] = float(np.max(np.abs(a - betas[c])))
         state.rho = min(state.rho * config.rho_growth, config.rho_max)
     else:
-        a = a - loss_step(state, grad, config, b)
+        a = a - loss_step(state, grad, config, b, a)
     with torch.no_grad():
         alpha.copy_(torch.from_numpy(a))
     arch = goal_arch(problem, a, config)
@@ -239,9 +255,8 @@ def _observe(problem: SearchProblem, config: GreedyADMMConfig, state: _State) ->
     if (b.eval_every and step % b.eval_every == 0) or step == b.steps:
         arch = goal_arch(problem, alpha, config)
         n = b.eval_images
-        acc = _supernet_accuracy(
-            state.net, state.alpha.detach(), problem.data.val_x[:n], problem.data.val_y[:n]
-        )
+        gates = mixing_weights(state.alpha.detach(), problem.space)
+        acc = _supernet_accuracy(state.net, gates, problem.data.val_x[:n], problem.data.val_y[:n])
         state.tried.append(
             {
                 "arch": problem.space.format_arch(arch),

@@ -6,9 +6,13 @@ At full width and 32 x 32 input the blocks are exactly those of the reference LU
 latencies apply to the exported network as is.
 
 * Supernet (relaxation ``"choice"``): every layer computes all 9 ops and returns
-  ``sum_k weights[l, k] * op_k(x)``; the method supplies ``weights`` (L=22, K=9): gates for
-  Greedy-ADMM, softmax probabilities for DARTS-like methods, a one-hot path for sampling methods
-  (pass ``active`` to skip the ops it zeroes). It runs at ``search_width`` (1, 0.5 or 0.25).
+  ``sum_k weights[l, k] * op_k(x) / sum_k |weights[l, k]|``; the method supplies ``weights``
+  (L=22, K=9): gates for Greedy-ADMM, softmax probabilities for DARTS-like methods, a one-hot path
+  for sampling methods (pass ``active`` to skip the ops it zeroes). The per-layer L1
+  normalisation leaves probabilities and one-hot paths unchanged; for gates it keeps each layer's
+  output scale fixed while the gates' support shrinks from 9 ops to 1 (unnormalised, the scale
+  fell ~9x per layer during a search and the supernet collapsed to chance). It runs at
+  ``search_width`` (1, 0.5 or 0.25).
 * Standalone network: stem, the 22 chosen blocks, head conv, pooling, classifier, built from
   block specs by ``hwnas.blocks.torch_blocks.build_sequential`` (the same modules the LUT timed).
 * Cost tables: FLOPs (MACs) and params are analytic sums of block specs; latency comes from a
@@ -31,6 +35,7 @@ from hwnas.spaces import fbnet_geometry as fb
 from hwnas.spaces.base import METRICS, SPACES, Space, SpaceConfig
 
 WIDTHS = (1.0, 0.5, 0.25)  # every scaled channel count stays an even integer (g2 ops)
+_TINY = 1e-12  # floor of a layer's weight norm (an all-zero layer outputs zeros)
 
 
 def scaled_slots(resolution: int, width: float) -> list[fb.LayerSlot]:
@@ -90,11 +95,22 @@ class FBNetSupernet(nn.Module):
     def forward(
         self, x: torch.Tensor, weights: torch.Tensor, active: Optional[np.ndarray] = None
     ) -> torch.Tensor:
-        """``x`` (B, 3, H, W), ``weights`` (22, 9); ``active`` (22, 9) bool skips the others."""
+        """Logits (B, num_classes) of the mixture.
+
+        Args:
+            x: (B, 3, H, W) images.
+            weights: (22, 9) mixing weights, normalised per layer by their L1 norm: layer l
+                outputs ``sum_k w_lk op_k(x) / sum_j |w_lj|``. Probabilities and one-hot paths
+                are used as given; unnormalised gates (Greedy-ADMM) keep every layer's output
+                scale fixed however many ops they keep, and a support of one op gives exactly
+                that op.
+            active: (22, 9) bool; ops outside it are skipped (their weight must be zero).
+        """
         x = self.stem(x)
+        mix = weights / weights.abs().sum(dim=1, keepdim=True).clamp_min(_TINY)
         for layer, ops in enumerate(self.layers):
             parts = [
-                weights[layer, k] * op(x)
+                mix[layer, k] * op(x)
                 for k, op in enumerate(ops)
                 if active is None or active[layer, k]
             ]

@@ -8,7 +8,9 @@ Geometry, encoding and per-channel costs are in :mod:`hwnas.spaces.ib_channel_ge
   ``weights[i]`` (N,), ordered block by block, the k = 3 group before the k = 5 group. Each gate
   stands for ``granularity = 1 / w`` channels of the full-width network (w in 1, 1/2, 1/4, 1/8).
   A zero gate is exactly the removal of that channel from the expand, depthwise and project convs
-  (tested; :func:`prune_block`).
+  (tested; :func:`prune_block`). The branch of a removable (residual) block is also scaled by
+  ``min(1, max |gate|)`` (:func:`branch_scale`), so that it fades out as all its gates go to zero
+  instead of being renormalised to full scale by the project BN.
 * Standalone network: the same :class:`MixedKernelIB` blocks with the chosen widths, no gates.
 """
 
@@ -68,7 +70,21 @@ class MixedKernelIB(nn.Module):
         if gates is not None:
             h = h * gates.view(1, -1, 1, 1)
         y = self.project(h)
+        if gates is not None and self.residual:
+            y = y * branch_scale(gates)
         return x + y if self.residual else y
+
+
+def branch_scale(gates: torch.Tensor) -> torch.Tensor:
+    """Scale of a removable block's branch: ``min(1, max_i |gates_i|)`` (a 0-d tensor).
+
+    The BN after the project conv normalises away any common scale of the gates, so without this
+    factor a block whose gates all went to ~0 would still add a unit-variance branch (the few
+    near-zero channels, amplified), where the derived network has no block at all. With it the
+    branch fades out with the block's largest gate, and a block keeping any gate of size >= 1 is
+    exactly the gated block.
+    """
+    return gates.abs().max().clamp(max=1.0)
 
 
 def _blocks(resolution: int, width: float, mids_per_block: list[tuple[int, int]]) -> nn.ModuleList:
@@ -126,6 +142,10 @@ def prune_block(block: MixedKernelIB, gates: torch.Tensor, keep: np.ndarray) -> 
             next(new_convs).weight.copy_(_group_weight(block, g)[local])
     out.project[0].weight.copy_(block.project[0].weight[:, idx] * gates[idx].view(1, -1, 1, 1))
     out.project[1].load_state_dict(block.project[1].state_dict())
+    if block.residual:  # the branch scale, folded into the project BN's affine
+        scale = branch_scale(gates)
+        out.project[1].weight.mul_(scale)
+        out.project[1].bias.mul_(scale)
     return out.train(block.training)
 
 
