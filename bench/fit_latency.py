@@ -60,7 +60,11 @@ def _summary(runs: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "hwnas-bench-fbnet")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared" / "data" / "hwnas-bench-fbnet",
+    )
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--curve-seeds", type=int, default=3, help="draws at 1,000 rows")
     args = parser.parse_args()

@@ -117,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"hwnas: interrupted; continue with: hwnas search --resume {out}", file=sys.stderr)
         return 130
     bars.close()
+    if report.get("role") == "follower":  # torchrun rank > 0: rank 0 reports
+        return 0
     emit({"out": str(out), **report}, args.json, _render)
     return 0
 

@@ -40,7 +40,9 @@ def calibrate(net: QuantNet, batches: Iterable[torch.Tensor], seed: int = 0) -> 
         ``net`` (for chaining).
     """
     net.eval()
-    device = next(net.parameters(), torch.empty(0)).device  # parameter-free nets (pool, identity): CPU
+    device = next(
+        net.parameters(), torch.empty(0)
+    ).device  # parameter-free nets (pool, identity): CPU
     rng = np.random.default_rng(seed)
     for layer in net.graph.layers:
         bits = net.policy.get(layer.name)

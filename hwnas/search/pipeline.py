@@ -77,9 +77,15 @@ def run_search(
     t_start = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
+    from hwnas.search.distributed import follow_search, init_from_env
+
+    dist = init_from_env()  # under torchrun: one process per rank (no-op otherwise)
+    if not dist.is_main:  # only rank 0 writes; the others join a data-parallel search
+        return follow_search(config, Path(out))
     check_names(config)
     rundir = RunDir(out)
     _start_rundir(rundir, config, resume)
+    dist.barrier()  # followers read the run directory once it is set up
     problem, final_splits, predictor = build_problem(config)
     hooks = {
         stage: _hooks(rundir, progress, stage, stop_requested) for stage in ("search", "final")

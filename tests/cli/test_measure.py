@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_measure_local_json_prints_one_object(tmp_path: Path, capsys) -> None:
     path = tmp_path / "m.onnx"
     path.write_bytes(conv_relu_onnx(size=16))
-    assert main(["measure", str(path), "--device", "local", "--repeats", "12", "--json", "--samples"]) == 0
+    assert (
+        main(["measure", str(path), "--device", "local", "--repeats", "12", "--json", "--samples"])
+        == 0
+    )
     out = capsys.readouterr().out
     result = json.loads(out)
     assert out.count("\n") == 1
@@ -51,7 +54,11 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path: Path, argv: list[str], mes
     model.write_bytes(conv_relu_onnx(size=8))
     argv = [a.replace("{model}", str(model)) for a in argv]
     proc = subprocess.run(
-        [sys.executable, "-m", "hwnas", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "hwnas", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -62,7 +69,11 @@ def test_broken_model_file_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not a model")
     proc = subprocess.run(
-        [sys.executable, "-m", "hwnas", "measure", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "hwnas", "measure", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "could not load the model" in proc.stderr

@@ -70,13 +70,15 @@ def tiny_problem():
     from hwnas.spaces.darts import DartsSpace
 
     splits = load_dataset(DataConfig("digits", resolution=8, seed=0))
-    data = SearchData(*splits.train.tensors, *splits.val.tensors)
+    dtype = torch.get_default_dtype()
+    (tx, ty), (vx, vy) = splits.train.tensors, splits.val.tensors
+    data = SearchData(tx.to(dtype), ty, vx.to(dtype), vy)
     space = DartsSpace(SpaceConfig(32, 10, 0.25), cells=3)
     costs = make_cost_models(space)
     low, high = costs["params"].bounds()
     constraints = make_constraints(costs, {"params": low + 0.3 * (high - low)})
-    budget = SearchBudget(steps=3, warmup_steps=1, batch_size=8, eval_every=0, eval_images=16,
-                          checkpoint_every=3)  # fmt: skip
+    budget = SearchBudget(steps=2, warmup_steps=1, batch_size=8, eval_every=0, eval_images=8,
+                          checkpoint_every=2)  # fmt: skip
     return SearchProblem(space, data, constraints, budget, costs)
 
 
@@ -90,6 +92,7 @@ def search_worker(rank: int, world: int, port: int, out: str, method: str, setti
         join(rank, world, port)
     else:
         torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)  # float32 sums in another order drift by ~1e-3
     spec = get_method(method)
     store_cls = CheckpointStore if rank == 0 else ReadOnlyCheckpointStore
     hooks = Hooks(checkpoint=store_cls(Path(out) / "ckpt"))
@@ -98,5 +101,6 @@ def search_worker(rank: int, world: int, port: int, out: str, method: str, setti
         document = {"arch": list(result.arch), "history": list(result.history),
                     "info": result.info}  # fmt: skip
         (Path(out) / "result.json").write_text(json.dumps(document), encoding="utf-8")
+    torch.set_default_dtype(torch.float32)
     if world > 1:
         shutdown()
