@@ -113,6 +113,11 @@ class Progress:
         self.note = note
         self._draw()
 
+    def grow(self, amount: float) -> None:
+        """Add ``amount`` units to the total: work found to be needed while running."""
+        self.total += amount
+        self._draw()
+
     def _draw(self, final: bool = False) -> None:
         if not self.enabled or self._closed:
             return

@@ -43,6 +43,17 @@ def test_resumed_work_counts_toward_fraction_not_speed() -> None:
     assert bar.eta_s() == pytest.approx(9.0)  # 3 s per unit, 3 units left
 
 
+def test_work_found_while_running_grows_the_total() -> None:
+    clock = Clock()
+    bar = Progress(10, "x", stream=io.StringIO(), clock=clock)
+    clock.now += 5.0
+    bar.update(10)
+    bar.grow(5)  # e.g. extra timing rounds decided after the planned ones
+    assert bar.fraction == pytest.approx(10 / 15)
+    assert bar.eta_s() == pytest.approx(2.5)  # 0.5 s per unit, 5 units left
+    assert "10/15" in bar.render()
+
+
 def test_plain_stream_prints_throttled_lines_and_final_state() -> None:
     clock = Clock()
     out = io.StringIO()

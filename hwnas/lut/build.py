@@ -251,15 +251,16 @@ def _passes(
                 for kind in ("block", "arch")
                 for c in chunked([j for j in late if j.kind == kind], config.group_size)
             ]
+            bar.grow(sum(JOB_WEIGHT[j.kind] for g in todo for j in g))
         for group in todo:
             if state["spent"] >= budget_s:
                 log.warning("device-time budget of %.1f min spent; stopping", config.budget_minutes)
                 return False
-            bar.set_note(f"round {index + 1}, {group[-1].kind}s")
+            extra = "" if index < timing.rounds else " (extra, for models whose rounds disagree)"
+            bar.set_note(f"round {index + 1}, {group[-1].kind}s{extra}")
             state["spent"] += _measure_group(plan, config, client, journal, group, index)
             state["measured"] += len(group)
-            if index < timing.rounds:
-                bar.update(sum(JOB_WEIGHT[j.kind] for j in group))
+            bar.update(sum(JOB_WEIGHT[j.kind] for j in group))
     return True
 
 

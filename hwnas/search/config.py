@@ -80,7 +80,7 @@ class RunConfig:
     space: str = "fbnet"
     method: str = "greedy-admm"
     seed: int = 0
-    threads: Optional[int] = 1
+    threads: Optional[int] = None  # None: torch's default (every core; 1 under torchrun)
     latency_ms: Optional[float] = None
     flops_m: Optional[float] = None
     params_m: Optional[float] = None
