@@ -85,3 +85,30 @@ def test_show_resolves_a_device_name_to_the_shipped_reference(capsys) -> None:
     shown = _json(capsys)
     assert shown["path"].endswith("luts/pi4_fbnet.json")
     assert shown["linear"]["families"] == 24
+
+
+def test_darts_lut_measured_on_local_prices_the_darts_space(capsys) -> None:
+    """The darts space's latency comes from op entries the agent measured (no synthetic LUT)."""
+    from hwnas.costs.latency import load_latency_source
+    from hwnas.costs.models import make_cost_models
+    from hwnas.spaces import darts_genotype as gt
+    from hwnas.spaces.base import SpaceConfig, create_space
+
+    args = ["build-lut", "--device", "local", "--space", "darts", "--repeats", "3", "--rounds", "2"]
+    assert main([*args, "--json"]) == 0
+    built = _json(capsys)
+    assert Path(built["path"]) == user_luts_dir() / "local_darts.json"
+    assert built["complete"] and built["entries"] == 43  # 32 edge ops + 11 fixed blocks
+
+    space = create_space("darts", SpaceConfig(32, 10, 0.25))
+    latency = make_cost_models(space, load_latency_source("local", space))["latency_ms"]
+    low, high = latency.bounds()
+    assert 0 < low < high
+    all_sep5 = "|".join(["-".join(["sep_conv_5x5@0+sep_conv_5x5@1"] * 4)] * 2)
+    all_pool = "|".join(["-".join(["max_pool_3x3@0+max_pool_3x3@1"] * 4)] * 2)
+    heavy, light = (latency.discrete(gt.parse_genotype(t)) for t in (all_sep5, all_pool))
+    assert low <= light < heavy <= high
+
+    search = ["search", "--device", "local", "--space", "darts", "--method", "dca"]
+    assert main([*search, "--latency-ms", f"{low / 2}"]) == 2
+    assert "outside the feasible range" in capsys.readouterr().err
