@@ -59,7 +59,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory to create (default hwnas-runs/search-<time>)")
     p.add_argument("--verify", action="store_true", help="measure model.onnx on a device")
     p.add_argument("--verify-device", help="device for --verify (default the target device)")
-    p.add_argument("--threads", type=int, help="torch threads (default: every core; 1 is faster on a busy, shared machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default: every core; 1 is faster on a busy, shared machine)",
+    )
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run")
     add_json_flag(p)
     p.set_defaults(handler=_run)
