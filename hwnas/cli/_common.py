@@ -17,6 +17,14 @@ def emit(result: Any, as_json: bool, render: Callable[[Any], str]) -> None:
         print(render(result))
 
 
+def status_line(message: str = "") -> None:
+    """One updating status line on a terminal (an empty message clears it); nothing when stderr
+    is not a terminal."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[K{message}")
+        sys.stderr.flush()
+
+
 def _default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()

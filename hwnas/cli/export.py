@@ -9,10 +9,9 @@ the test split, and latency on a device through its agent. The verification land
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from hwnas.cli._common import add_json_flag, emit
+from hwnas.cli._common import add_json_flag, emit, status_line
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -70,18 +69,10 @@ def _run(args: argparse.Namespace) -> int:
         test_images=args.test_images,
         measure=MeasureSettings(warmup=args.warmup, repeats=args.repeats),
     )
-    report = export_run(config, progress=_progress)
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K")
+    report = export_run(config, progress=status_line)
+    status_line()
     emit(report, args.json, _render)
     return 0
-
-
-def _progress(message: str) -> None:
-    """One updating status line on a terminal; nothing when stderr is not a terminal."""
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\r\033[K{message}")
-        sys.stderr.flush()
 
 
 def _render(r: dict) -> str:

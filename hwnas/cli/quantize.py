@@ -9,10 +9,9 @@ run directory. A budget below the cheapest achievable latency exits 2 and names 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from hwnas.cli._common import add_json_flag, emit
+from hwnas.cli._common import add_json_flag, emit, status_line
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -88,18 +87,10 @@ def _run(args: argparse.Namespace) -> int:
         torch_device=args.torch_device,
         measure=MeasureSettings(warmup=args.warmup, repeats=args.repeats),
     )
-    report = quantize_run(config, progress=_progress)
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K")
+    report = quantize_run(config, progress=status_line)
+    status_line()
     emit(report, args.json, _render)
     return 0
-
-
-def _progress(message: str) -> None:
-    """One updating status line on a terminal; nothing when stderr is not a terminal."""
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\r\033[K{message}")
-        sys.stderr.flush()
 
 
 def _render(r: dict) -> str:
