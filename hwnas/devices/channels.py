@@ -85,7 +85,7 @@ class Channel:
         if item is _EOF:
             self._lines.put(_EOF)
             return ""
-        return f"; it printed {item[:80]!r}, which is not the hwnas agent protocol"
+        return f"; it printed {item[:80]!r}, so it is not an hwnas agent"
 
     def recv_line(self, timeout_s: float) -> bytes:
         try:

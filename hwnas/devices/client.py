@@ -90,8 +90,8 @@ class AgentClient:
                 reply = json.loads(raw)
             except ValueError:
                 raise DeviceError(
-                    f"{self.channel.label}: the agent spoke something other than the hwnas protocol: "
-                    f"{raw[:80]!r}"
+                    f"{self.channel.label}: the peer is not an hwnas agent "
+                    f"(protocol {PROTOCOL_VERSION}); it printed {raw[:80]!r}"
                 ) from None
             if (
                 not isinstance(reply, dict)
