@@ -16,6 +16,13 @@ Two parts::
   between rounds (this machine is shared) cancel. Writes
   ``bench/results/quant_export.json``: int8/fp32 latency ratio (target <= 0.5) and accuracy
   drop in points (target <= 1) per format.
+* ``variants``: is the int8 ratio hwnas's exporter or the hardware? The run's fp32 ONNX is
+  also quantized by onnxruntime's own ``quantize_static`` in six configurations (QDQ and
+  QOperator, per-channel and per-tensor, u8s8 and u8u8, reduce_range, depthwise left in fp32)
+  and every model is timed on ``local`` in interleaved rounds with fp32 and hwnas's int8
+  export; the CPU's int8 dot-product extensions (VNNI) are recorded beside the ratios. Writes
+  ``bench/results/quant_ort_variants.json``. Calibration uses random inputs: only speed is
+  compared here, never accuracy.
 """
 
 from __future__ import annotations
@@ -145,9 +152,126 @@ def run(args: argparse.Namespace) -> None:
     print(f"written {path}")
 
 
+def cpu_int8_features() -> dict:
+    """Which int8 dot-product instructions this CPU has (x86 VNNI, Arm dotprod/i8mm)."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("flags", "features")):
+                flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+    return {name: name in flags for name in wanted}
+
+
+def variants(args: argparse.Namespace) -> None:
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from bench._common import write_result
+    from hwnas.devices.connect import open_device
+    from hwnas.quant.hardware import MeasureSettings, measure_model, runtime_options
+
+    export = Path(args.run) / "bench_export"
+    fp32_path, ours_path = export / "model_fp32.onnx", export / "model_int8.onnx"
+    if not fp32_path.exists() or not ours_path.exists():
+        raise SystemExit(f"run 'python bench/quant_export.py run --run {args.run}' first")
+    tmp = Path(tempfile.mkdtemp(prefix="hwnas-quant-variants-"))
+    pre = tmp / "pre.onnx"
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    graph = onnx.load(str(pre)).graph
+    name = graph.input[0].name
+    shape = [d.dim_value or 1 for d in graph.input[0].type.tensor_type.shape.dim]
+    depthwise = [
+        n.name
+        for n in graph.node
+        if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
+    ]
+
+    class RandomInputs(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(0)
+            self.items = iter(
+                [{name: rng.standard_normal(shape, dtype=np.float32)} for _ in range(16)]
+            )
+
+        def get_next(self):
+            return next(self.items, None)
+
+    qdq, qop = QuantFormat.QDQ, QuantFormat.QOperator
+    u8, s8 = QuantType.QUInt8, QuantType.QInt8
+    configs = {
+        "ort_qdq_perchannel_u8s8_reducerange": dict(
+            quant_format=qdq, per_channel=True, weight_type=s8, reduce_range=True
+        ),
+        "ort_qdq_perchannel_u8s8": dict(quant_format=qdq, per_channel=True, weight_type=s8),
+        "ort_qdq_pertensor_u8s8": dict(quant_format=qdq, per_channel=False, weight_type=s8),
+        "ort_qdq_perchannel_u8u8": dict(quant_format=qdq, per_channel=True, weight_type=u8),
+        "ort_qoperator_perchannel_u8s8": dict(quant_format=qop, per_channel=True, weight_type=s8),
+        "ort_qoperator_perchannel_u8u8": dict(quant_format=qop, per_channel=True, weight_type=u8),
+        "ort_qdq_perchannel_u8s8_depthwise_fp32": dict(
+            quant_format=qdq, per_channel=True, weight_type=s8, nodes_to_exclude=depthwise
+        ),
+    }
+    models = {
+        "fp32": (fp32_path.read_bytes(), None),
+        "hwnas_int8": (ours_path.read_bytes(), runtime_options("onnx", True)),
+    }
+    for key, config in configs.items():
+        out = tmp / f"{key}.onnx"
+        quantize_static(str(pre), str(out), RandomInputs(), activation_type=u8, **config)
+        models[key] = (out.read_bytes(), None)
+    rounds: dict[str, list[float]] = {key: [] for key in models}
+    settings = MeasureSettings(10, args.repeats)
+    with open_device("local") as client:
+        fingerprint = client.fingerprint()
+        for _ in range(args.rounds):
+            for key, (data, options) in models.items():
+                rounds[key].append(measure_model(client, data, settings, options).stats.median_ms)
+    fp32 = np.array(rounds["fp32"])
+    ratios = {}
+    for key, values in rounds.items():
+        per_round = np.array(values) / fp32
+        ratios[key] = {
+            "median_ms": float(np.median(values)),
+            "over_fp32": float(np.median(per_round)),
+            "over_fp32_min": float(per_round.min()),
+            "over_fp32_max": float(per_round.max()),
+        }
+        print(
+            f"{key:42s} {np.median(values):.3f} ms  x{np.median(per_round):.3f} "
+            f"[{per_round.min():.2f}, {per_round.max():.2f}]"
+        )
+    best = min((k for k in ratios if k != "fp32"), key=lambda k: ratios[k]["over_fp32"])
+    figures = {
+        "run": args.run,
+        "cpu": fingerprint.get("cpu", {}),
+        "cpu_int8_features": cpu_int8_features(),
+        "runtimes": fingerprint.get("runtimes", {}),
+        "depthwise_convs": len(depthwise),
+        "settings": settings.to_dict(),
+        "rounds": args.rounds,
+        "ratios": ratios,
+        "round_medians_ms": rounds,
+        "best_int8": best,
+        "target_ratio": 0.5,
+    }
+    path = write_result("quant_ort_variants", figures, command=" ".join(["python", *sys.argv]))
+    print(f"best int8: {best} x{ratios[best]['over_fp32']:.3f}; written {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=("blocks", "run"))
+    parser.add_argument("part", choices=("blocks", "run", "variants"))
     parser.add_argument("--run", help="run directory (part 'run')")
     parser.add_argument("--formats", nargs="+", default=["onnx", "tflite"])
     parser.add_argument("--name", default="precision_blocks")
@@ -159,7 +283,7 @@ def main() -> None:
     from hwnas.quant.qat import torch_threads
 
     with torch_threads(1):
-        blocks(args) if args.part == "blocks" else run(args)
+        {"blocks": blocks, "run": run, "variants": variants}[args.part](args)
 
 
 if __name__ == "__main__":
