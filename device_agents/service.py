@@ -5,8 +5,10 @@ and ``infer``) runs under one lock, so concurrent requests queue and never overl
 never disturbed by another one on the same device.
 
 ``measure`` pins the calling thread to one core (``sched_setaffinity``) before the runtime session
-is created, runs ``warmup`` untimed inferences, then ``repeats`` timed ones, and returns the raw
-samples in milliseconds. Statistics are the host's business.
+is created, runs ``warmup`` untimed inferences, then ``repeats`` timed ones (and more, while the
+timed runs add up to less than ``min_time_ms``: a 0.05 ms block gets hundreds of runs, a 50 ms
+network its ``repeats``), and returns the raw samples in milliseconds. Statistics are the host's
+business. Older hosts do not send ``min_time_ms``; it defaults to 0 (exactly ``repeats`` runs).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ LIMITS = {
     "repeats": (1, 100_000),
     "threads": (1, 256),
     "time_budget_s": (0.001, 3600.0),
+    "min_time_ms": (0.0, 600_000.0),
     "seed": (0, 2**31 - 1),
 }
 DEFAULTS = {
@@ -51,8 +54,10 @@ DEFAULTS = {
     "repeats": 50,
     "threads": 1,
     "time_budget_s": 300.0,
+    "min_time_ms": 0.0,
     "seed": 0,
 }
+MAX_RUNS = LIMITS["repeats"][1]  # timed runs per request, whatever min_time_ms asks
 MAX_CACHED_MODEL_BYTES = 256 * 1024 * 1024
 MAX_CACHED_SESSIONS = 256  # a LUT build interleaves rounds over a few hundred block models
 
@@ -130,7 +135,12 @@ class Agent:
             load_ms = (time.perf_counter() - t0) * 1e3
             inputs = loaded.make_inputs(int(settings["seed"]))
             samples, truncated = _time_runs(
-                loaded, inputs, warmup, repeats, float(settings["time_budget_s"])
+                loaded,
+                inputs,
+                warmup,
+                repeats,
+                float(settings["time_budget_s"]),
+                float(settings["min_time_ms"]),
             )
             fp = fingerprint(core, self.cores)
             finished = time.monotonic()
@@ -145,6 +155,7 @@ class Agent:
             "settings": {
                 "warmup": warmup,
                 "repeats": repeats,
+                "min_time_ms": float(settings["min_time_ms"]),
                 "threads": threads,
                 "core": core,
                 "affinity": affinity,
@@ -267,8 +278,10 @@ def _time_runs(
     warmup: int,
     repeats: int,
     budget_s: float,
+    min_time_ms: float = 0.0,
 ) -> Tuple[List[float], bool]:
-    """Warm up, then time ``repeats`` runs (ms); stops early once ``budget_s`` is spent."""
+    """Warm up, then time ``repeats`` runs (ms), and more until they add up to ``min_time_ms``
+    (at most ``MAX_RUNS``); stops early once ``budget_s`` is spent (``truncated``)."""
     deadline = time.perf_counter() + budget_s
     for _ in range(warmup):
         loaded.run(inputs)
@@ -277,11 +290,13 @@ def _time_runs(
     samples: List[float] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    timed_ms = 0.0
     try:
-        for _ in range(repeats):
+        while len(samples) < repeats or (timed_ms < min_time_ms and len(samples) < MAX_RUNS):
             t0 = time.perf_counter_ns()
             loaded.run(inputs)
             samples.append((time.perf_counter_ns() - t0) / 1e6)
+            timed_ms += samples[-1]
             if time.perf_counter() > deadline:
                 break
     finally:

@@ -320,7 +320,18 @@ def _render_validate(r: dict) -> str:
     ]
     for name, f in r["figures"].items():
         lines.append(
-            f"  {name:10s} within 5 %: {f['within_5pct']:6.1%}  within 10 %: "
+            f"  {name:26s} within 5 %: {f['within_5pct']:6.1%}  within 10 %: "
             f"{f['within_10pct']:6.1%}  RMSPE {f['rmspe']:6.2%}  Kendall tau {f['kendall_tau']:.3f}"
+        )
+    drift = r.get("drift")
+    if drift:
+        lines.append(
+            f"  drift: {drift['anchors']} calibration networks now take "
+            f"{drift['now_over_build']:.3f}x their build-time latency"
+            + (
+                " (the device's speed moved since the build; rebuild the LUT if it persists)"
+                if abs(drift["now_over_build"] - 1) > 0.03
+                else ""
+            )
         )
     return "\n".join(lines)

@@ -18,8 +18,7 @@ from pathlib import Path
 from hwnas.cli._common import add_json_flag, emit
 from hwnas.errors import UserError
 
-RESUME_FLAGS = (
-    "recipe",
+CONFIG_FLAGS = (
     "device",
     "space",
     "method",
@@ -30,10 +29,12 @@ RESUME_FLAGS = (
     "data_root",
     "epochs",
     "seed",
-    "out",
     "verify_device",
     "threads",
 )
+"""Flags that set the run's configuration (over the recipe's values)."""
+RESUME_FLAGS = ("recipe", "out", *CONFIG_FLAGS)
+"""Flags a ``--resume`` must not get: the run keeps the settings it started with."""
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +46,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", help="target device whose LUT prices latency (default pi4)")
     p.add_argument("--space", help="search space (default fbnet; a wrong name lists them)")
-    p.add_argument("--method", help="search method (default greedy-admm; a wrong name lists them)")
+    p.add_argument(
+        "--method",
+        help="search method (default greedy-admm; dca on darts; a wrong name lists them)",
+    )
     p.add_argument("--latency-ms", type=float, help="latency budget on the device (ms)")
     p.add_argument("--flops-m", type=float, help="FLOPs budget (millions of multiply-accumulates)")
     p.add_argument("--params-m", type=float, help="parameter budget (millions)")
@@ -86,23 +90,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError("--verify must be given when the run starts (it is in config.json)")
     else:
         recipe = read_recipe(args.recipe) if args.recipe else None
-        flags = {
-            k: getattr(args, k)
-            for k in (
-                "device",
-                "space",
-                "method",
-                "latency_ms",
-                "flops_m",
-                "params_m",
-                "dataset",
-                "data_root",
-                "epochs",
-                "seed",
-                "verify_device",
-                "threads",
-            )
-        }
+        flags = {k: getattr(args, k) for k in CONFIG_FLAGS}
         flags["verify"] = args.verify or None
         config = resolve_config(recipe, flags)
         out = Path(args.out or f"hwnas-runs/search-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -138,6 +138,7 @@ class AgentClient:
         options: dict | None = None,
         time_budget_s: float = 300.0,
         seed: int = 0,
+        min_time_ms: float = 0.0,
     ) -> Measurement:
         """Time ``model`` (ONNX or TFLite bytes) on the device; see :mod:`device_agents.service`."""
         fields = {
@@ -150,6 +151,8 @@ class AgentClient:
             "time_budget_s": time_budget_s,
             "seed": seed,
         }
+        if min_time_ms > 0:  # agents before 0.2.0 ignore it and time exactly ``repeats`` runs
+            fields["min_time_ms"] = min_time_ms
         timeout = self.timeout_s + 2 * time_budget_s
         result = self._with_model("measure", model, timeout, fields)
         samples = tuple(float(s) for s in result["samples_ms"])

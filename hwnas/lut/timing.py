@@ -32,7 +32,10 @@ class TimingSettings:
 
     Attributes:
         warmup: untimed runs before the timed runs of each round.
-        repeats: timed runs per round.
+        repeats: timed runs per round (at least).
+        min_time_ms: the agent keeps timing past ``repeats`` until the round's runs add up to
+            this (0: exactly ``repeats``). Fast blocks then get hundreds of runs for a few ms of
+            device time, which steadies their minimum and median; slow networks are unaffected.
         rounds: rounds (passes over all models) per model.
         max_extra_rounds: at most this many more rounds for a model whose best rounds disagree.
         agree: relative tolerance between the two fastest round minima.
@@ -44,6 +47,7 @@ class TimingSettings:
 
     warmup: int = 5
     repeats: int = 20
+    min_time_ms: float = 0.0
     rounds: int = 3
     max_extra_rounds: int = 3
     agree: float = 0.03
@@ -102,7 +106,8 @@ def time_models(
     """One timed call per model on ``client`` (an ``AgentClient``), in order: one round each.
 
     Each call warms up with ``settings.warmup`` runs (the agent may have dropped the session since
-    the model's last round), then times ``settings.repeats`` runs.
+    the model's last round), then times ``settings.repeats`` runs (more for a fast model, up to
+    ``settings.min_time_ms`` of timed runs).
     """
     samples: list[list[float]] = []
     spent = 0.0
@@ -113,6 +118,7 @@ def time_models(
             model,
             warmup=settings.warmup,
             repeats=settings.repeats,
+            min_time_ms=settings.min_time_ms,
             threads=settings.threads,
             core=settings.core,
             runtime=settings.runtime,

@@ -9,6 +9,13 @@ three predictions:
 * ``affine``: the LUT sum with only the calibration's global ``scale`` and ``offset_ms``;
 * ``plain``: the plain sum of the entries.
 
+Drift: a few of the LUT's own calibration networks (``anchors``) are timed in the same passes as
+the validation networks. Their latency now over their latency at build time is how much the
+device's speed moved since the build (a changed governor, throttling, another tenant on a VM);
+``calibrated_drift_corrected`` is the calibrated prediction times that ratio, measured on networks
+disjoint from the validation set, so the figure stays out-of-sample. A drift of a few percent
+says the LUT is stale on that device, not that its model is wrong.
+
 Figures (:mod:`hwnas.lut.metrics`): share within +-5 % and +-10 %, RMSPE, Kendall tau, Spearman.
 """
 
@@ -131,6 +138,7 @@ def validate_lut(
     group_size: int = 12,
     progress: bool = True,
     check_device: bool = True,
+    anchors: int = 12,
 ) -> ValidationResult:
     """Time ``n_archs`` random networks on ``client`` and compare them with ``lut``'s predictions.
 
@@ -165,11 +173,29 @@ def validate_lut(
     if calibration:
         scale, offset = float(calibration["scale"]), float(calibration["offset_ms"])
         predicted["affine"] = [scale * p + offset for p in predicted["plain"]]
+    anchor_rows = anchor_networks(lut, anchors)
+    anchor_specs = [plan.network(plan.parse_arch(r["arch"])) for r in anchor_rows]
     label = f"validate {lut.device_name}/{plan.space}"
-    rounds, spent = time_networks(client, networks, timing, group_size, label, progress)
-    measured = [arch_latency(robust_stats(r, timing.clean), statistic) for r in rounds]
+    rounds, spent = time_networks(
+        client, [*networks, *anchor_specs], timing, group_size, label, progress
+    )
+    measured_all = [arch_latency(robust_stats(r, timing.clean), statistic) for r in rounds]
+    measured, anchors_now = measured_all[: len(networks)], measured_all[len(networks) :]
     y = np.asarray(measured)
     figures = {name: accuracy(np.asarray(p), y).to_dict() for name, p in predicted.items()}
+    extra: dict[str, Any] = {}
+    if anchor_rows:
+        ratios = np.asarray(anchors_now) / np.asarray([r["latency_ms"] for r in anchor_rows])
+        drift = float(np.median(ratios))
+        extra["drift"] = {
+            "anchors": len(anchor_rows),
+            "now_over_build": drift,
+            "p10": float(np.percentile(ratios, 10)),
+            "p90": float(np.percentile(ratios, 90)),
+        }
+        corrected = np.asarray(predicted["calibrated"]) * drift
+        figures["calibrated_drift_corrected"] = accuracy(corrected, y).to_dict()
+        predicted["calibrated_drift_corrected"] = list(corrected)
     return ValidationResult(
         space=plan.space,
         device=lut.device_name,
@@ -180,4 +206,21 @@ def validate_lut(
         figures=figures,
         device_seconds=spent,
         wall_seconds=time.monotonic() - started,
+        extra=extra,
     )
+
+
+def anchor_networks(lut: LUT, n: int) -> list[dict]:
+    """Up to ``n`` calibration rows (``arch``, ``latency_ms`` at build time) of ``lut``, spread
+    over its latency range; none when the LUT has no calibration of the same statistic."""
+    calibration = lut.models.get("calibration") or {}
+    rows = [
+        r
+        for r in calibration.get("data", [])
+        if isinstance(r, dict) and r.get("arch") and float(r.get("latency_ms") or 0) > 0
+    ]
+    if n <= 0 or not rows:
+        return []
+    rows.sort(key=lambda r: float(r["latency_ms"]))
+    picks = np.unique(np.linspace(0, len(rows) - 1, min(n, len(rows))).round().astype(int))
+    return [rows[i] for i in picks]

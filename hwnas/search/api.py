@@ -200,6 +200,25 @@ def list_methods() -> list[str]:
     return METHODS.names()
 
 
+DEFAULT_METHODS = ("greedy-admm", "dca")
+"""Preference order of the method a run gets when it names none: the first that supports the
+space's relaxation (greedy-admm on ``fbnet``/``ib-channel``, dca on ``darts``)."""
+
+
+def default_method(space: str) -> str:
+    """The method ``hwnas search`` uses on ``space`` when ``--method`` is not given."""
+    from hwnas.spaces.base import space_class
+
+    relaxation = space_class(space).relaxation
+    for name in DEFAULT_METHODS:
+        if relaxation in get_method(name).relaxations:
+            return name
+    supported = [m for m in list_methods() if relaxation in get_method(m).relaxations]
+    if not supported:
+        raise UserError(f"no search method works on space {space!r} ({relaxation} relaxation)")
+    return supported[0]
+
+
 def method_config(spec: MethodSpec, values: dict) -> Any:
     """Build ``spec.config_cls`` from a dict; unknown keys raise a UserError naming the known."""
     known = {f.name for f in dataclasses.fields(spec.config_cls)}

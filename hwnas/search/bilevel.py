@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,6 +34,48 @@ from hwnas.search.trainer import make_sgd
 from hwnas.spaces.base import Arch
 
 RELAXATIONS = ("choice", "cell")
+
+
+@dataclass(frozen=True)
+class BilevelSettings:
+    """Settings of the bi-level loop (DARTS CIFAR-10 search, METHODS.md §3.3, unless marked);
+    :class:`~hwnas.search.darts.DartsConfig` and :class:`~hwnas.search.dca.DCAConfig` extend it.
+
+    Attributes:
+        order: 1 (first order) or 2 (unrolled, finite-difference Hessian-vector product).
+        arch_lr: Adam learning rate of alpha (3e-4).
+        arch_betas: Adam betas of alpha ((0.5, 0.999)).
+        arch_weight_decay: L2 on alpha (1e-3).
+        grad_clip: max global norm of the weight gradient (5).
+        weight_sharing: DCA-NAS' per-source shared ops (``darts`` space only).
+        bottleneck: DCA-NAS' channel bottleneck factor (``darts`` only; 1: none).
+        spend: after repair, spend unused budget (:func:`hwnas.search.derive.make_feasible`).
+        snapshot_every: steps between alpha snapshots.
+    """
+
+    order: int = 1
+    arch_lr: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    grad_clip: float = 5.0
+    weight_sharing: bool = False
+    bottleneck: int = 1
+    spend: bool = True
+    snapshot_every: int = 25
+    data_parallel: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arch_betas", tuple(float(b) for b in self.arch_betas))
+        if self.order not in (1, 2):
+            raise UserError(f"order must be 1 or 2, got {self.order}")
+        if self.arch_lr <= 0 or self.bottleneck < 1:
+            raise UserError("arch_lr > 0 and bottleneck >= 1")
+
+    def bilevel(self) -> BilevelSettings:
+        """Only the loop settings (what a method built on the loop passes to it)."""
+        return BilevelSettings(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(BilevelSettings)}
+        )
 
 
 def edge_probs(alpha: torch.Tensor) -> torch.Tensor:

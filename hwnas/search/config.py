@@ -78,7 +78,7 @@ class RunConfig:
 
     device: str = "pi4"
     space: str = "fbnet"
-    method: str = "greedy-admm"
+    method: str = "greedy-admm"  # resolve_config: the space's default when none is named
     seed: int = 0
     threads: Optional[int] = None  # None: torch's default (every core; 1 under torchrun)
     latency_ms: Optional[float] = None
@@ -159,7 +159,11 @@ def resolve_config(recipe: Optional[dict], flags: dict) -> RunConfig:
         final["epochs"] = flags["epochs"]
     seed = top.get("seed", 0)
     search["seed"] = seed
-    method = top.get("method", RunConfig.method)
+    if "method" not in top:
+        from hwnas.search.api import default_method
+
+        top["method"] = default_method(top.get("space", RunConfig.space))
+    method = top["method"]
     if not isinstance(methods, dict) or not all(isinstance(v, dict) for v in methods.values()):
         raise UserError("recipe [methods.<name>] tables must hold key = value settings")
     try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Optional, Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from hwnas.errors import UserError
 from hwnas.search.api import METHODS, Hooks, MethodSpec, SearchProblem, SearchResult, Tried
 from hwnas.search.bilevel import (
     RELAXATIONS,
+    BilevelSettings,
     BilevelState,
     derive_arch,
     derive_feasible,
@@ -53,46 +54,26 @@ PENALTIES = ("linear", "hinge")
 
 
 @dataclass(frozen=True)
-class DartsConfig:
-    """Hyperparameters (DARTS CIFAR-10 search, METHODS.md §3.3, unless marked).
+class DartsConfig(BilevelSettings):
+    """DARTS: the bi-level loop's settings (:class:`~hwnas.search.bilevel.BilevelSettings`) and
+    an optional resource penalty.
 
     Attributes:
-        order: 1 (first order) or 2 (unrolled, finite-difference Hessian-vector product).
-        arch_lr: Adam learning rate of alpha (3e-4).
-        arch_betas: Adam betas of alpha ((0.5, 0.999)).
-        arch_weight_decay: L2 on alpha (1e-3).
-        grad_clip: max global norm of the weight gradient (5).
         penalty_weight: weight of the resource penalty (0: plain DARTS, accuracy only).
         penalty: ``"linear"``: ``weight * sum_c E_c[cost] / limit_c`` (ProxylessNAS-style
             additive term, normalised by the budget); ``"hinge"``: ``weight * sum_c max(0,
             E_c / limit_c - 1)``.
-        weight_sharing: DCA-NAS' per-source shared ops (``darts`` space only).
-        bottleneck: DCA-NAS' channel bottleneck factor (``darts`` only; 1: none).
-        spend: after repair, spend unused budget (:func:`hwnas.search.derive.make_feasible`).
-        snapshot_every: steps between alpha snapshots.
     """
 
-    order: int = 1
-    arch_lr: float = 3e-4
-    arch_betas: tuple[float, float] = (0.5, 0.999)
-    arch_weight_decay: float = 1e-3
-    grad_clip: float = 5.0
     penalty_weight: float = 0.0
     penalty: str = "linear"
-    weight_sharing: bool = False
-    bottleneck: int = 1
-    spend: bool = True
-    snapshot_every: int = 25
-    data_parallel: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "arch_betas", tuple(float(b) for b in self.arch_betas))
-        if self.order not in (1, 2):
-            raise UserError(f"darts order must be 1 or 2, got {self.order}")
+        super().__post_init__()
         if self.penalty not in PENALTIES:
             raise UserError(f"darts penalty must be one of {', '.join(PENALTIES)}")
-        if self.arch_lr <= 0 or self.penalty_weight < 0 or self.bottleneck < 1:
-            raise UserError("darts: arch_lr > 0, penalty_weight >= 0, bottleneck >= 1")
+        if self.penalty_weight < 0:
+            raise UserError("darts: penalty_weight >= 0")
 
 
 class Penalty(Protocol):
@@ -210,7 +191,7 @@ class Unrolled:
 
 def search(
     problem: SearchProblem,
-    config: DartsConfig,
+    config: BilevelSettings,
     hooks: Hooks,
     penalty: Penalty,
     name: str,

@@ -31,7 +31,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -39,8 +39,8 @@ import torch
 from hwnas.costs.models import Constraint, CostModel
 from hwnas.errors import UserError
 from hwnas.search.api import METHODS, Hooks, MethodSpec, SearchProblem, SearchResult
-from hwnas.search.bilevel import RELAXATIONS
-from hwnas.search.darts import DartsConfig, search
+from hwnas.search.bilevel import RELAXATIONS, BilevelSettings
+from hwnas.search.darts import search
 from hwnas.search.distributed import current
 from hwnas.search.lookup_graph import graph_path, load_graph, search_bound
 
@@ -48,14 +48,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class DCAConfig:
-    """Hyperparameters. The paper's alpha optimiser values were stripped from its text; these
-    are PC-DARTS-like [R] (METHODS.md §2.3). Others are [R] too.
+class DCAConfig(BilevelSettings):
+    """The bi-level loop's settings (:class:`~hwnas.search.bilevel.BilevelSettings`; ``order``
+    is 1 in Alg. 1, ``weight_sharing`` and ``bottleneck`` are the paper's speed-ups) and the
+    Lagrangian's. The paper's alpha optimiser values were stripped from its text; these are
+    PC-DARTS-like [R] (METHODS.md §2.3). Others are [R] too.
 
     Attributes:
-        order: DARTS order of the alpha gradient (1 in Alg. 1).
-        arch_lr, arch_betas, arch_weight_decay: Adam on alpha.
-        grad_clip: max global norm of the weight gradient.
+        arch_lr: Adam learning rate of alpha (6e-4 here).
         lambda_lr: dual ascent step on the relative violation ``(K - K') / K'``.
         lambda_init: initial multiplier.
         lookup_graph: search with K' from the lookup graph (else ``bound_ratio * K_d``).
@@ -65,16 +65,9 @@ class DCAConfig:
         lookup_steps: steps of each graph search (None: the search budget's steps).
         lookup_seed: seed of the graph searches (the graph serves every run seed).
         bound_ratio: K' / K_d without the graph.
-        weight_sharing, bottleneck: speed-ups (``darts`` space only; bottleneck 1: none).
-        spend: after repair, spend unused budget (:func:`hwnas.search.derive.make_feasible`).
-        snapshot_every: steps between alpha snapshots.
     """
 
-    order: int = 1
     arch_lr: float = 6e-4
-    arch_betas: tuple[float, float] = (0.5, 0.999)
-    arch_weight_decay: float = 1e-3
-    grad_clip: float = 5.0
     lambda_lr: float = 0.1
     lambda_init: float = 0.0
     lookup_graph: bool = True
@@ -83,14 +76,9 @@ class DCAConfig:
     lookup_steps: Optional[int] = None
     lookup_seed: int = 0
     bound_ratio: float = 1.0
-    weight_sharing: bool = False
-    bottleneck: int = 1
-    spend: bool = True
-    snapshot_every: int = 25
-    data_parallel: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "arch_betas", tuple(float(b) for b in self.arch_betas))
+        super().__post_init__()
         object.__setattr__(self, "lookup_grid", tuple(float(f) for f in self.lookup_grid))
         if self.lambda_lr <= 0 or self.lambda_init < 0 or self.bound_ratio <= 0:
             raise UserError("dca: lambda_lr > 0, lambda_init >= 0, bound_ratio > 0")
@@ -98,11 +86,6 @@ class DCAConfig:
             raise UserError("dca: lookup_grid fractions must lie in (0, 1)")
         if self.lookup_steps is not None and self.lookup_steps < 2:
             raise UserError("dca: lookup_steps must be at least 2")
-
-    def darts(self) -> DartsConfig:
-        """The DARTS loop settings of this config."""
-        names = {f.name for f in dataclasses.fields(DartsConfig)} - {"penalty", "penalty_weight"}
-        return DartsConfig(**{n: getattr(self, n) for n in names})
 
 
 class Lagrangian:
@@ -167,7 +150,7 @@ def lookup_identity(problem: SearchProblem, cost: CostModel, config: DCAConfig, 
         data.update(np.ascontiguousarray(t.cpu().numpy()).tobytes())
     skip = ("seed", "eval_every", "eval_images", "checkpoint_every", "steps", "warmup_steps")
     budget = {k: v for k, v in dataclasses.asdict(problem.budget).items() if k not in skip}
-    settings = dataclasses.asdict(config.darts())
+    settings = dataclasses.asdict(config.bilevel())
     for key in ("spend", "snapshot_every"):
         settings.pop(key)
     return {
@@ -204,7 +187,7 @@ def _lookup(problem: SearchProblem, constraint: Constraint, config: DCAConfig, h
     def measure(bound: float) -> float:
         lagrangian = Lagrangian({cost.metric: cost}, {cost.metric: bound}, config.lambda_lr, 0.0)
         nested = Hooks(stop_requested=hooks.stop_requested)
-        result = search(sub, config.darts(), nested, lagrangian, "dca-lookup", repair=False)
+        result = search(sub, config.bilevel(), nested, lagrangian, "dca-lookup", repair=False)
         return cost.discrete(result.arch)
 
     low, high = expected_range(cost)
@@ -235,7 +218,7 @@ def run(problem: SearchProblem, config: DCAConfig, hooks: Hooks) -> SearchResult
         log.info("dca: %s budget %.6g -> search bound %.6g", c.metric, c.limit, bounds[c.metric])
     costs = {c.metric: c.cost for c in problem.constraints}
     lagrangian = Lagrangian(costs, bounds, config.lambda_lr, config.lambda_init)
-    result = search(problem, config.darts(), hooks, lagrangian, "dca")
+    result = search(problem, config.bilevel(), hooks, lagrangian, "dca")
     info = {
         **result.info,
         "budgets": {c.metric: c.limit for c in problem.constraints},

@@ -149,6 +149,12 @@ def create_space(name: str, config: Optional[SpaceConfig] = None) -> Space:
     return SPACES.get(name)(config or SpaceConfig())
 
 
+def space_class(name: str) -> type[Space]:
+    """The class registered as ``name`` (for class-level facts such as ``relaxation``)."""
+    _register_builtin()
+    return SPACES.get(name)
+
+
 def list_spaces() -> list[str]:
     _register_builtin()
     return SPACES.names()

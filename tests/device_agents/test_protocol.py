@@ -97,6 +97,22 @@ def test_measure_returns_raw_samples_with_settings() -> None:
     assert result["fingerprint"]["core"] == result["settings"]["core"]
 
 
+def test_min_time_ms_adds_runs_to_a_fast_model_until_they_add_up() -> None:
+    data = base64.b64encode(conv_relu_onnx(size=8)).decode()
+    replies = serve(
+        [
+            req("measure", 1, model={"data_b64": data}, warmup=1, repeats=3, min_time_ms=20),
+            req("measure", 2, model={"data_b64": data}, warmup=1, repeats=3),
+            req("measure", 3, model={"data_b64": data}, repeats=3, min_time_ms=-1),
+        ]
+    )
+    more, exact, bad = replies[0]["result"], replies[1]["result"], replies[2]
+    assert sum(more["samples_ms"]) >= 20 and len(more["samples_ms"]) > 3
+    assert more["settings"]["min_time_ms"] == 20 and not more["truncated"]
+    assert len(exact["samples_ms"]) == 3 and exact["settings"]["min_time_ms"] == 0
+    assert bad["ok"] is False and bad["error"]["code"] == "bad_request"
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.binary(max_size=300).filter(lambda b: b"\n" not in b), min_size=1, max_size=5))
 def test_fuzzed_lines_each_get_one_reply_and_agent_survives(lines: list[bytes]) -> None:
@@ -110,7 +126,18 @@ def test_fuzzed_lines_each_get_one_reply_and_agent_survives(lines: list[bytes]) 
 @given(
     st.dictionaries(
         st.sampled_from(
-            ["v", "id", "op", "model", "repeats", "warmup", "core", "threads", "inputs"]
+            [
+                "v",
+                "id",
+                "op",
+                "model",
+                "repeats",
+                "warmup",
+                "core",
+                "threads",
+                "inputs",
+                "min_time_ms",
+            ]
         ),
         st.one_of(
             st.none(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -52,6 +53,7 @@ class FakeClient:
         threads: int = 1,
         core: int | None = None,
         runtime: str | None = None,
+        min_time_ms: float = 0.0,
     ) -> FakeMeasurement:
         from hwnas.errors import DeviceError
 
@@ -59,4 +61,5 @@ class FakeClient:
         if self.fail_after and len(self.calls) >= self.fail_after:
             raise DeviceError("agent at fake: the agent closed the connection")
         value = self.latency(model, self.calls.count(model) - 1)
-        return FakeMeasurement(tuple([value] * repeats), fingerprint=dict(self._fingerprint))
+        runs = max(repeats, min(math.ceil(min_time_ms / value), 100_000)) if value > 0 else repeats
+        return FakeMeasurement(tuple([value] * runs), fingerprint=dict(self._fingerprint))

@@ -54,11 +54,12 @@ def text_models(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compose, "network_onnx", network_onnx)
 
 
-def _fake(lut: LUT, fingerprint=None) -> FakeClient:
+def _fake(lut: LUT, fingerprint=None, extra=(), speed: float = 1.0) -> FakeClient:
+    """A device that runs every network in ``_truth`` x ``speed``."""
     by_specs = {}
-    for arch in PLAN.sample_archs(300, validate_module.VALIDATION_SEED):
+    for arch in [*PLAN.sample_archs(300, validate_module.VALIDATION_SEED), *extra]:
         text = PLAN.format_arch(arch)
-        by_specs["|".join(s.key() for s in PLAN.network(arch))] = _truth(lut, text)
+        by_specs["|".join(s.key() for s in PLAN.network(arch))] = speed * _truth(lut, text)
     return FakeClient(lambda model, _: by_specs[model.decode()], fingerprint=fingerprint)
 
 
@@ -87,6 +88,29 @@ def test_calibrated_lut_matches_and_plain_sum_does_not(tmp_path: Path) -> None:
     png = plot_predicted_vs_measured(result.measured_ms, result.predicted_ms, tmp_path / "v.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert plot_linear([], tmp_path / "empty.png").stat().st_size > 0
+
+
+def test_drift_since_the_build_is_measured_on_calibration_networks() -> None:
+    lut = _lut()
+    train = PLAN.sample_archs(30, seed=5)
+    truth = [_truth(lut, PLAN.format_arch(a)) for a in train]
+    calibration = fit_calibration(Pricer.of(lut), [PLAN.network(a) for a in train], truth, "fbnet")
+    calibration["data"] = [
+        {"arch": PLAN.format_arch(a), "latency_ms": t} for a, t in zip(train, truth)
+    ]
+    lut = lut.replace(models={"calibration": calibration})
+    slower = _fake(lut, extra=train, speed=1.06)  # the device got 6 % slower since the build
+    timing = TimingSettings(repeats=2, rounds=1)
+    result = validate_lut(lut, PLAN, slower, n_archs=20, timing=timing, progress=False, anchors=8)
+    drift = result.extra["drift"]
+    assert drift["anchors"] == 8 and drift["now_over_build"] == pytest.approx(1.06)
+    assert result.figures["calibrated"]["within_5pct"] == 0.0
+    assert result.figures["calibrated_drift_corrected"]["rmspe"] < 1e-6
+    anchors = {r["arch"] for r in validate_module.anchor_networks(lut, 8)}
+    assert not anchors & set(result.archs)  # the validation set stays out-of-sample
+    assert result.to_dict()["drift"] == drift
+    none = validate_lut(lut, PLAN, slower, n_archs=4, timing=timing, progress=False, anchors=0)
+    assert "drift" not in none.extra and "calibrated_drift_corrected" not in none.figures
 
 
 def test_refuses_another_device_and_spaces_without_networks() -> None:

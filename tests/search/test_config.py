@@ -61,3 +61,16 @@ def test_recipe_mistakes_are_user_errors(tmp_path):
     with pytest.raises(UserError, match=r"shipped recipes: .*default.toml"):
         read_recipe("missing.toml")
     assert read_recipe("smoke.toml")["_path"].endswith("search/smoke.toml")
+
+
+def test_the_method_defaults_to_one_the_space_supports(tmp_path):
+    assert resolve_config(None, {}).method == "greedy-admm"
+    assert resolve_config(None, {"space": "ib-channel"}).method == "greedy-admm"
+    darts = resolve_config(None, {"space": "darts"})
+    assert darts.method == "dca"
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[run]\nspace = "darts"\n[methods.dca]\nwarmup_steps = 3\n')
+    assert resolve_config(read_recipe(str(recipe)), {}).method_settings == {"warmup_steps": 3}
+    assert resolve_config(None, {"space": "darts", "method": "darts"}).method == "darts"
+    with pytest.raises(UserError, match="known: darts, fbnet"):
+        resolve_config(None, {"space": "nope"})

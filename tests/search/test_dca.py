@@ -109,4 +109,4 @@ def test_config_is_validated_and_speed_ups_need_the_darts_space(make_problem):
     problem = make_problem("fbnet", steps=3)
     with pytest.raises(UserError, match="options of the darts space"):
         run(problem, DCAConfig(lookup_graph=False, weight_sharing=True), Hooks())
-    assert DCAConfig(order=2).darts().order == 2
+    assert DCAConfig(order=2).bilevel().order == 2
