@@ -44,6 +44,12 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
         help="runtime sessions kept loaded between requests (default %(default)s)",
     )
     common.add_argument(
+        "--cache-mb",
+        type=float,
+        default=None,
+        help="memory for cached sessions and models (default: 1/8 of physical memory)",
+    )
+    common.add_argument(
         "--log-level",
         default="WARNING",
         help="logging level on stderr (default WARNING)",
@@ -131,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         found = ", ".join(available_runtimes()) or "none"
         return _fail(f"runtime {args.runtime} is not installed here (found: {found})")
     try:
-        agent = Agent(cores=args.cores, max_sessions=max(1, args.max_sessions))
+        cache = None if args.cache_mb is None else max(1, int(args.cache_mb * 2**20))
+        agent = Agent(cores=args.cores, max_sessions=max(1, args.max_sessions), cache_bytes=cache)
     except ValueError as exc:
         return _fail(str(exc))
     max_bytes = int(args.max_message_mb * 2**20)

@@ -60,6 +60,25 @@ DEFAULTS = {
 MAX_RUNS = LIMITS["repeats"][1]  # timed runs per request, whatever min_time_ms asks
 MAX_CACHED_MODEL_BYTES = 256 * 1024 * 1024
 MAX_CACHED_SESSIONS = 256  # a LUT build interleaves rounds over a few hundred block models
+CACHE_MEMORY_SHARE = 1 / 8
+"""Share of the device's physical memory the cached runtime sessions may hold. A session costs
+about 1.5x its model file in resident memory (onnxruntime, 6.5 MB FBNet networks: 9.7 MB each),
+so without this bound a LUT build's 200 cached networks took 3.9 GB: fine on a 24 GB host, out
+of memory on a 2 GB Raspberry Pi."""
+SESSION_MEMORY_FACTOR = 1.5
+UNKNOWN_MEMORY = 2 * 1024**3  # assumed when /proc/meminfo cannot be read
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory (``MemTotal``), or ``UNKNOWN_MEMORY`` where it is not readable."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return UNKNOWN_MEMORY
 
 
 class Agent:
@@ -70,10 +89,17 @@ class Agent:
             core is the first of ``cores`` if given, else the last allowed core.
         max_sessions: runtime sessions kept alive between requests (least recently used first
             out); re-measuring a cached model skips loading it again.
+        cache_bytes: memory the cached sessions and model files may take together (estimated
+            from file sizes; model files get a quarter, at most ``MAX_CACHED_MODEL_BYTES``);
+            default ``CACHE_MEMORY_SHARE`` of physical memory. The most recently used model and
+            session always stay, whatever their size.
     """
 
     def __init__(
-        self, cores: Optional[List[int]] = None, max_sessions: int = MAX_CACHED_SESSIONS
+        self,
+        cores: Optional[List[int]] = None,
+        max_sessions: int = MAX_CACHED_SESSIONS,
+        cache_bytes: Optional[int] = None,
     ) -> None:
         allowed = _allowed_cores()
         if cores:
@@ -85,9 +111,14 @@ class Agent:
         self.cores = list(cores) if cores else allowed
         self.default_core = (cores[0] if cores else allowed[-1]) if self.cores else None
         self.max_sessions = max_sessions
+        if cache_bytes is None:
+            cache_bytes = int(physical_memory() * CACHE_MEMORY_SHARE)
+        self.model_cache_bytes = min(MAX_CACHED_MODEL_BYTES, cache_bytes // 4)
+        self.session_cache_bytes = cache_bytes - self.model_cache_bytes
         self._lock = threading.Lock()
         self._models: OrderedDict[str, bytes] = OrderedDict()
         self._sessions: OrderedDict[Tuple[str, str, int, str], LoadedModel] = OrderedDict()
+        self._session_bytes: Dict[Tuple[str, str, int, str], int] = {}
 
     # -- dispatch ---------------------------------------------------------------------------
     def handle(self, message: Dict[str, Any]) -> Dict[str, Any]:
@@ -251,7 +282,7 @@ class Agent:
         self._models[sha] = data
         self._models.move_to_end(sha)
         while (
-            sum(len(v) for v in self._models.values()) > MAX_CACHED_MODEL_BYTES
+            sum(len(v) for v in self._models.values()) > self.model_cache_bytes
             and len(self._models) > 1
         ):
             self._models.popitem(last=False)
@@ -266,9 +297,14 @@ class Agent:
         if loaded is None:
             loaded = LOADERS[runtime](model, threads, options)
             self._sessions[key] = loaded
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+            self._session_bytes[key] = int(len(model) * SESSION_MEMORY_FACTOR)
         self._sessions.move_to_end(key)
+        while len(self._sessions) > 1 and (
+            len(self._sessions) > self.max_sessions
+            or sum(self._session_bytes.values()) > self.session_cache_bytes
+        ):
+            old, _ = self._sessions.popitem(last=False)
+            del self._session_bytes[old]
         return loaded
 
 

@@ -210,13 +210,10 @@ def default_method(space: str) -> str:
     from hwnas.spaces.base import space_class
 
     relaxation = space_class(space).relaxation
-    for name in DEFAULT_METHODS:
+    for name in (*DEFAULT_METHODS, *list_methods()):
         if relaxation in get_method(name).relaxations:
             return name
-    supported = [m for m in list_methods() if relaxation in get_method(m).relaxations]
-    if not supported:
-        raise UserError(f"no search method works on space {space!r} ({relaxation} relaxation)")
-    return supported[0]
+    raise UserError(f"no search method works on space {space!r} ({relaxation} relaxation)")
 
 
 def method_config(spec: MethodSpec, values: dict) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 
@@ -152,3 +153,26 @@ def test_fuzzed_json_requests_never_crash(message: dict) -> None:
     replies = serve([json.dumps(message).encode() + b"\n", req("hello", "after")])
     assert replies[-1]["ok"] and replies[-1]["id"] == "after"
     assert isinstance(replies[0]["ok"], bool)
+
+
+def test_session_cache_is_bounded_by_memory_and_evicted_models_still_measure() -> None:
+    from device_agents.service import physical_memory
+
+    assert physical_memory() > 64 * 2**20
+    models = [conv_relu_onnx(size=8 + i) for i in range(4)]
+    biggest = max(len(m) for m in models)
+    # sessions get 3/4 of the cache and cost 1.5x their file: room for two, not three
+    agent = Agent(cache_bytes=int(1.5 * biggest * 2.4 / 0.75))
+    lines = [
+        req("measure", i, model={"data_b64": base64.b64encode(m).decode()}, warmup=0, repeats=2)
+        for i, m in enumerate(models + models[:1])
+    ]
+    out = io.BytesIO()
+    serve_stream(agent, io.BytesIO(b"".join(lines)), out.write, 1 << 20)
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert all(r["ok"] and len(r["result"]["samples_ms"]) == 2 for r in replies)
+    cached = {key[0] for key in agent._sessions}
+    sha = [hashlib.sha256(m).hexdigest() for m in models]
+    assert cached == {sha[3], sha[0]}  # the first was evicted, measured again, cached again
+    assert sum(agent._session_bytes.values()) <= agent.session_cache_bytes
+    assert Agent().session_cache_bytes > 0 and Agent().model_cache_bytes <= 256 * 2**20
