@@ -66,6 +66,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--rounds", type=int, default=3, help="rounds per model, a pass over all models apart (3)"
     )
     b.add_argument("--repeats", type=int, default=20, help="timed runs per round for blocks (20)")
+    b.add_argument(
+        "--min-time-ms",
+        type=float,
+        default=None,
+        help="fast models get more timed runs until a round takes this long (default 25, 0: off)",
+    )
     b.add_argument("--seed", type=int, default=0, help="seed of the calibration networks (0)")
     b.add_argument(
         "--statistic",
@@ -117,11 +123,12 @@ def _resolve(args: argparse.Namespace) -> Path:
 
 # -- build-lut -----------------------------------------------------------------------------------
 def _build(args: argparse.Namespace) -> int:
-    from hwnas.lut.build import BuildConfig, build_lut
+    from hwnas.lut.build import BLOCK_MIN_TIME_MS, BuildConfig, build_lut
     from hwnas.lut.timing import TimingSettings
 
-    if args.rounds < 1 or args.repeats < 1 or args.archs < 0:
-        raise UserError("--rounds and --repeats must be >= 1, --archs >= 0")
+    min_time = BLOCK_MIN_TIME_MS if args.min_time_ms is None else args.min_time_ms
+    if args.rounds < 1 or args.repeats < 1 or args.archs < 0 or min_time < 0:
+        raise UserError("--rounds and --repeats must be >= 1, --archs and --min-time-ms >= 0")
     config = BuildConfig(
         device=args.device,
         space=args.space,
@@ -137,8 +144,10 @@ def _build(args: argparse.Namespace) -> int:
         seed=args.seed,
         budget_minutes=args.budget_minutes,
         statistic=args.statistic,
-        block_timing=TimingSettings(repeats=args.repeats, rounds=args.rounds),
-        arch_timing=TimingSettings(repeats=max(1, (3 * args.repeats) // 4), rounds=args.rounds),
+        block_timing=TimingSettings(repeats=args.repeats, min_time_ms=min_time, rounds=args.rounds),
+        arch_timing=TimingSettings(
+            repeats=max(1, (3 * args.repeats) // 4), min_time_ms=min_time, rounds=args.rounds
+        ),
     )
     result = build_lut(config)
     summary = {

@@ -36,6 +36,8 @@ def test_build_show_plot_validate_on_local(tmp_path: Path, capsys) -> None:
     path = Path(built["path"])
     assert path == user_luts_dir() / "quick" / "local_fbnet.json" and path.is_file()
     assert built["complete"] and built["entries"] == 22 and built["calibration"]["n"] == 10
+    timing = json.loads(path.read_text())["settings"]["timing"]
+    assert timing["block_timing"]["min_time_ms"] == timing["arch_timing"]["min_time_ms"] == 25.0
     jobs = built["jobs"]
     assert jobs["measured"] == jobs["rounds_total"] >= 2 * jobs["total"]  # 2 rounds (+ extras)
     assert 0 < built["device_minutes"] <= built["wall_minutes"]
@@ -57,7 +59,15 @@ def test_build_show_plot_validate_on_local(tmp_path: Path, capsys) -> None:
     assert main(["lut", "validate", str(path), "--archs", "8", "--plot", str(plot), "--json"]) == 0
     report = _json(capsys)
     assert report["n"] == 8 and report["device"] == "local"
-    assert set(report["figures"]) == {"calibrated", "plain", "affine"}
+    assert set(report["figures"]) == {
+        "calibrated",
+        "plain",
+        "affine",
+        "calibrated_drift_corrected",
+    }
+    drift = report["drift"]  # calibration networks re-timed beside the validation networks
+    assert drift["anchors"] >= 2 and drift["p10"] <= drift["now_over_build"] <= drift["p90"]
+    assert drift["now_over_build"] > 0
     for figures in report["figures"].values():
         assert 0 <= figures["within_5pct"] <= figures["within_10pct"] <= 1
     # (how well it predicts is a timing claim: bench/lut_accuracy.py measures it)
