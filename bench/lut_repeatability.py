@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=200, help="calibration networks per build")
     parser.add_argument("--first", default=None, help="an existing LUT to compare with")
     parser.add_argument("--quick", action="store_true", help="small plan (smoke test only)")
+    parser.add_argument("--name", default="lut_repeatability", help="result file stem")
     args = parser.parse_args()
 
     minutes = []
@@ -105,7 +106,7 @@ def main() -> None:
         "target_median": TARGET,
         "met": entries["median"] <= TARGET,
     }
-    path = write_result("lut_repeatability", figures)
+    path = write_result(args.name, figures)
     for key in (
         "entries_overhead_removed",
         "entries_standalone_median",
