@@ -65,12 +65,18 @@ class SearchBudget:
 
 @dataclass(frozen=True)
 class SearchData:
-    """Tensors the search trains and validates on: images (N, 3, H, W) float32, labels (N,) int64."""
+    """Tensors the search trains and validates on: images (N, 3, H, W) float32, labels (N,) int64.
+
+    ``source`` names what they were drawn from without the run seed (dataset, folder,
+    resolution, sizes); results that depend only on that, such as DCA's lookup graph, are then
+    shared by every seed's split. Empty: only these very tensors identify the data.
+    """
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    source: str = ""
 
 
 @dataclass(frozen=True)

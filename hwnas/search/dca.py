@@ -145,9 +145,15 @@ def lookup_identity(problem: SearchProblem, cost: CostModel, config: DCAConfig, 
     table = cost.table
     digest = hashlib.sha256(np.ascontiguousarray(table.values).tobytes())
     digest.update(repr(table.constant).encode())
-    data = hashlib.sha256()
-    for t in (problem.data.train_x, problem.data.train_y, problem.data.val_x, problem.data.val_y):
-        data.update(np.ascontiguousarray(t.cpu().numpy()).tobytes())
+    data = hashlib.sha256(problem.data.source.encode())
+    if not problem.data.source:  # nothing names the data: the tensors themselves do
+        for t in (
+            problem.data.train_x,
+            problem.data.train_y,
+            problem.data.val_x,
+            problem.data.val_y,
+        ):
+            data.update(np.ascontiguousarray(t.cpu().numpy()).tobytes())
     skip = ("seed", "eval_every", "eval_images", "checkpoint_every", "steps", "warmup_steps")
     budget = {k: v for k, v in dataclasses.asdict(problem.budget).items() if k not in skip}
     settings = dataclasses.asdict(config.bilevel())

@@ -14,6 +14,7 @@ continues with ``resume=True`` where it stopped.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -209,7 +210,15 @@ def _load_data(config: RunConfig) -> tuple[SearchData, Any]:
         )
     tx, ty = splits.train.tensors
     vx, vy = splits.val.tensors
-    return SearchData(tx, ty, vx, vy), final
+    source = {
+        "dataset": d.dataset,
+        "root": d.root,
+        "resolution": search_res,
+        "val_fraction": d.val_fraction,
+        "train": len(ty),
+        "val": len(vy),
+    }
+    return SearchData(tx, ty, vx, vy, json.dumps(source, sort_keys=True)), final
 
 
 def _problem(config: RunConfig, predictor: Any, data: SearchData, classes: int) -> SearchProblem:

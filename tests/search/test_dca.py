@@ -110,3 +110,31 @@ def test_config_is_validated_and_speed_ups_need_the_darts_space(make_problem):
     with pytest.raises(UserError, match="options of the darts space"):
         run(problem, DCAConfig(lookup_graph=False, weight_sharing=True), Hooks())
     assert DCAConfig(order=2).bilevel().order == 2
+
+
+def test_lookup_graph_identity_names_the_data_source_not_the_seed_split(make_problem):
+    from hwnas.search.dca import lookup_identity
+
+    problem = make_problem("fbnet", steps=3)
+    cost = problem.constraints[0].cost
+    data = problem.data
+    other_split = dataclasses.replace(  # another seed's split: other tensors, same source
+        data, train_x=data.train_x.flip(0), train_y=data.train_y.flip(0)
+    )
+    key = lambda d: lookup_identity(  # noqa: E731
+        dataclasses.replace(problem, data=d), cost, DCAConfig(), 3
+    )
+    named = dataclasses.replace(data, source='{"dataset": "digits"}')
+    assert key(named) == key(dataclasses.replace(other_split, source=named.source))
+    assert key(data) != key(other_split)  # unnamed data: the tensors are the identity
+    assert key(named) != key(dataclasses.replace(data, source='{"dataset": "mnist"}'))
+
+
+def test_the_pipeline_names_its_data_without_the_seed():
+    from hwnas.search.config import resolve_config
+    from hwnas.search.pipeline import _load_data
+
+    one, _ = _load_data(resolve_config(None, {"dataset": "digits", "seed": 1}))
+    two, _ = _load_data(resolve_config(None, {"dataset": "digits", "seed": 2}))
+    assert one.source == two.source and json.loads(one.source)["dataset"] == "digits"
+    assert not torch.equal(one.train_y, two.train_y)  # the seeds' splits differ
