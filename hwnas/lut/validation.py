@@ -212,7 +212,8 @@ def validate_lut(
 
 def anchor_networks(lut: LUT, n: int) -> list[dict]:
     """Up to ``n`` calibration rows (``arch``, ``latency_ms`` at build time) of ``lut``, spread
-    over its latency range; none when the LUT has no calibration of the same statistic."""
+    over its latency range; none when its calibration stored no network latencies. (They are in
+    the calibration's statistic, which is also the one validation measures in.)"""
     calibration = lut.models.get("calibration") or {}
     rows = [
         r

@@ -145,8 +145,7 @@ SPACES: Registry[type[Space]] = Registry("space")
 
 def create_space(name: str, config: Optional[SpaceConfig] = None) -> Space:
     """Instantiate the space registered as ``name`` (unknown names list the known ones)."""
-    _register_builtin()
-    return SPACES.get(name)(config or SpaceConfig())
+    return space_class(name)(config or SpaceConfig())
 
 
 def space_class(name: str) -> type[Space]:
