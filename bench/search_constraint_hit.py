@@ -1,8 +1,9 @@
 """Constraint hit: does the searched architecture land in [0.9 T, T] for targets across the range?
 
 For each latency target T (fractions of the feasible range of the space on the device's LUT),
-run the search stage of ``hwnas search`` (Greedy-ADMM by default) on Fashion-MNIST and price the
-derived architecture with the same LUT (reference LUT for pi4/pixel3). With ``--verify local``
+run the search stage of ``hwnas search`` (Greedy-ADMM by default) on Fashion-MNIST and price
+the method's own derived architecture (before the shared repair and fill) with the same LUT
+(reference LUT for pi4/pixel3). With ``--verify local``
 (needs a LUT built for ``local`` with ``hwnas build-lut --device local``) the derived network is
 also exported and measured on this machine's pinned core, next to its prediction.
 

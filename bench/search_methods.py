@@ -1,190 +1,282 @@
-"""Greedy-ADMM vs DCA-NAS vs DARTS (with and without a latency penalty) vs random search.
+"""Do the methods earn their budget? Methods vs their null-alpha controls vs equal-time random search.
 
-Same space, budget, data and seeds for every method. Each (method, seed) runs in a fresh
-subprocess (so its peak resident memory is its own), which searches, then trains the returned
-architecture at the search width on the final images and evaluates it on the test split. Figures
-per method: hit rate of the *derived* architecture before repair (cost <= budget, and within
-[0.9 T, T]), the final architecture after repair, expected vs derived cost, test accuracy, search
-wall time (the DCA lookup graph's searches included, counted in the run that built it; later
-seeds read it from the cache) and peak RSS.
+For every budget and seed, each row runs in a fresh subprocess on the same space, LUT, data and
+final-training recipe:
 
-    python bench/search_methods.py [--space fbnet] [--device pi4] [--fraction 0.25]
-        [--seeds 0 1 2] [--steps 60] [--arch-lr 0.01] [--train-steps 150]
+* a method (``greedy-admm``, ``dca``, ``darts+penalty``): its search, then the shared step of
+  :mod:`hwnas.search.finalize` (repair if needed, then fill unless the row says ``:nofill``);
+* its **null-alpha control** (``<method>:null``): the same derivation and the same shared step
+  from *untrained* architecture parameters (Greedy-ADMM: ``train_alpha=False``, the beta/dual
+  steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha);
+* ``random``: feasible samples from the same LUT pushed to the budget, each trained briefly,
+  for the **same wall-clock** as the slowest method row of that budget and seed;
+* ``uniform``: the MobileNetV2-like baseline (no search).
+
+Reported per run: the method's own architecture (cost / budget per constraint, feasible or
+not), the repair and fill steps, the delivered cost, search seconds, peak RSS, and the test
+accuracy after the same final training (``--final-steps`` SGD steps at ``--final-width`` on the
+final images); trajectories of the constraint (disparity, expected cost, lambda) every 10 steps.
+The summary gives mean +- std per row and budget, the own-derivation hit rate in [0.9 T, T],
+and paired (same budget and seed) accuracy differences against random and against the control.
+
+Runs are appended to ``bench/results/<name>.jsonl`` as they finish and skipped when the
+benchmark is started again with the same ``--name`` (resumable).
+
+    python bench/search_methods.py --space fbnet --device pi4 --fractions 0.15 0.4 0.7 \\
+        --seeds 0 1 2 3 4 --jobs 2 --name search_methods_fbnet
+    python bench/search_methods.py --space ib-channel --metrics latency_ms flops params \\
+        --fractions 0.4 --recipe search/fga_ib_channel.toml --name search_methods_ib3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import write_result
+from bench._common import RESULTS_DIR, write_result
 
-METHODS = ("greedy-admm", "dca", "dca-nolug", "darts", "darts+penalty", "random")
+ROWS = (
+    "greedy-admm",
+    "greedy-admm:null",
+    "greedy-admm:nofill",
+    "dca",
+    "dca:null",
+    "random",
+    "uniform",
+)
+TIMED = ("greedy-admm", "dca", "darts+penalty")  # random gets the slowest of these
 
 
-def settings(name: str, args: argparse.Namespace) -> tuple[str, dict]:
-    """Registry method and its settings for a benchmark entry."""
-    lr = {"arch_lr": args.arch_lr}
-    table = {
-        "greedy-admm": ("greedy-admm", {}),
-        "dca": ("dca", {**lr, "lookup_steps": args.steps}),
-        "dca-nolug": ("dca", {**lr, "lookup_graph": False}),
-        "darts": ("darts", lr),
-        "darts+penalty": ("darts", {**lr, "penalty_weight": args.penalty_weight}),
-        "random": ("random", {}),
-    }
-    return table[name]
+def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool, bool]:
+    """(registry method, settings, null control, fill) of a benchmark row."""
+    name, _, variant = row.partition(":")
+    method = "darts" if name == "darts+penalty" else name
+    settings = dict(json.loads(args.settings).get(name, {}))
+    if name == "darts+penalty":
+        settings.setdefault("penalty_weight", args.penalty_weight)
+    if name == "random" and args.random_seconds is not None:
+        settings["seconds"] = args.random_seconds
+    null = variant == "null"
+    if null and method == "greedy-admm":
+        settings["train_alpha"] = False
+    return method, settings, null, variant != "nofill"
 
 
 def child(args: argparse.Namespace) -> dict:
-    """One (method, seed) run; returns its figures."""
+    """One (row, budget, seed) run; returns its figures."""
     import dataclasses
+    import resource
 
+    import numpy as np
     import torch
 
     from hwnas.costs.models import make_constraints
-    from hwnas.search.api import Hooks, get_method, method_config
-    from hwnas.search.config import resolve_config
+    from hwnas.search.api import Hooks, SearchResult, get_method, method_config
+    from hwnas.search.config import read_recipe, resolve_config
+    from hwnas.search.finalize import finalize
     from hwnas.search.pipeline import build_problem
     from hwnas.search.trainer import TrainConfig, evaluate, train_model
 
     torch.set_num_threads(1)
-    method, method_settings = settings(args.child, args)
-    base = resolve_config(
-        None, {"device": args.device, "space": args.space, "method": method, "seed": args.seed}
+    method, settings, null, fill = row_method(args.child, args)
+    flags = {"device": args.device, "space": args.space, "method": method, "seed": args.seed}
+    config = resolve_config(read_recipe(args.recipe) if args.recipe else None, flags)
+    data = dataclasses.replace(
+        config.data,
+        final_train_limit=args.final_images,
+        search_train_limit=args.search_images or config.data.search_train_limit,
     )
-    config = dataclasses.replace(
-        base,
-        data=dataclasses.replace(
-            base.data, search_train_limit=args.images, final_train_limit=args.images,
-            test_limit=args.test_images,
-        ),
-        search=dataclasses.replace(
-            base.search, steps=args.steps, warmup_steps=args.steps // 5, batch_size=32,
-            eval_every=0,
-        ),
-        method_settings=method_settings,
+    search = config.search if args.steps is None else dataclasses.replace(
+        config.search, steps=args.steps, warmup_steps=args.steps // 5
     )  # fmt: skip
+    config = dataclasses.replace(config, data=data, search=search, method_settings=settings)
     unconstrained, final, _ = build_problem(config)
-    low, high = unconstrained.costs[args.metric].bounds()
-    limit = low + args.fraction * (high - low)
-    constraints = make_constraints(unconstrained.costs, {args.metric: limit})
-    problem = dataclasses.replace(unconstrained, constraints=constraints)
+    limits = {}
+    for metric in args.metrics:
+        low, high = unconstrained.costs[metric].bounds()
+        limits[metric] = low + args.fraction * (high - low)
+    problem = dataclasses.replace(
+        unconstrained, constraints=make_constraints(unconstrained.costs, limits)
+    )
     spec = get_method(method)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    result = spec.run(problem, method_config(spec, method_settings), Hooks())
+    if null and method != "greedy-admm":  # softmax methods: derive from the initial alpha
+        from hwnas.search.bilevel import derive_arch
+
+        noise = np.random.default_rng(config.seed).standard_normal(problem.space.alpha_shape)
+        probs = torch.softmax(torch.from_numpy(1e-3 * noise), dim=-1).numpy()
+        result = SearchResult(derive_arch(problem, probs), values=probs)
+    else:
+        result = spec.run(problem, method_config(spec, settings), Hooks())
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    (constraint,) = problem.constraints
-    info = result.info
-    derived = info.get("derived_costs", {}).get(args.metric)
-    net = problem.space.build_net(result.arch, width=problem.space.config.search_width, seed=0)
+    done = finalize(problem, result.arch, result.values, fill)
+    torch.manual_seed(config.seed)
+    net = problem.space.build_net(done.arch, width=args.final_width, seed=config.seed)
     x, y = final.train.tensors
-    train = TrainConfig(steps=args.train_steps, batch_size=64, lr=0.05, seed=args.seed)
+    f = config.final
+    train = TrainConfig(
+        steps=args.final_steps, batch_size=f.batch_size, lr=f.lr, momentum=f.momentum,
+        weight_decay=f.weight_decay, label_smoothing=f.label_smoothing,
+        warmup_steps=f.warmup_steps, seed=config.seed,
+    )  # fmt: skip
     train_model(net, x, y, train)
+    keys = ("step", "disparity_", "expected_", "lambda_", "violation_", "gap_", "ce")
+    trajectory = [{k: v for k, v in r.items() if k.startswith(keys)} for r in result.history[::10]]
     return {
-        "method": args.child,
+        "row": args.child,
+        "method": method,
+        "settings": settings,
+        "fraction": args.fraction,
         "seed": args.seed,
-        "limit": limit,
-        "final_cost": constraint.value(result.arch),
-        "final_satisfied": constraint.satisfied(result.arch),
-        "derived_cost": derived,
-        "expected_cost": info.get("expected_costs", {}).get(args.metric),
-        "search_bound": info.get("search_bounds", {}).get(args.metric),
-        "arch": problem.space.format_arch(result.arch),
-        "test_accuracy": evaluate(net, *final.test.tensors),
+        "limits": limits,
+        "derivation": done.record,
         "search_seconds": seconds,
-        "peak_rss_mb": peak / 1024,
-        "rss_before_search_mb": rss_before / 1024,
+        "random_candidates": result.info.get("candidates") if method == "random" else None,
+        "search_bounds": result.info.get("search_bounds"),
+        "expected_costs": result.info.get("expected_costs"),
+        "val_accuracy": evaluate(net, *final.val.tensors),
+        "test_accuracy": evaluate(net, *final.test.tensors),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "trajectory": trajectory,
     }
 
 
-def summarize(rows: list[dict]) -> dict:
+def _stat(values: list[float]) -> dict | None:
     import numpy as np
 
-    out = {}
-    for name in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == name]
-        ratio = [r["derived_cost"] / r["limit"] for r in mine if r["derived_cost"] is not None]
-        final = [r["final_cost"] / r["limit"] for r in mine]
-        stat = lambda v: {"mean": float(np.mean(v)), "std": float(np.std(v))} if v else None  # noqa: E731
-        out[name] = {
-            "runs": len(mine),
-            "derived_over_budget": stat(ratio),
-            "derived_hit_rate": float(np.mean([v <= 1 + 1e-9 for v in ratio])) if ratio else None,
-            "derived_in_band_rate": float(np.mean([0.9 <= v <= 1 + 1e-9 for v in ratio]))
-            if ratio
-            else None,
-            "final_over_budget": stat(final),
-            "final_in_band_rate": float(np.mean([0.9 <= v <= 1 + 1e-9 for v in final])),
-            "test_accuracy": stat([r["test_accuracy"] for r in mine]),
-            "search_seconds": stat([r["search_seconds"] for r in mine]),
-            "peak_rss_mb": stat([r["peak_rss_mb"] for r in mine]),
+    if not values:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+
+
+def _paired(runs: list[dict], row: str, other: str) -> dict | None:
+    """Accuracy of ``row`` minus ``other`` on the same budget and seed."""
+    by = {(r["row"], r["fraction"], r["seed"]): r["test_accuracy"] for r in runs}
+    diffs = [
+        by[(row, f, s)] - by[(other, f, s)]
+        for (name, f, s) in by
+        if name == row and (other, f, s) in by
+    ]
+    if not diffs:
+        return None
+    return {**_stat(diffs), "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs)}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per row and budget: own-derivation figures, delivered cost, accuracy; paired deltas."""
+    out: dict = {}
+    for row in dict.fromkeys(r["row"] for r in runs):
+        mine = [r for r in runs if r["row"] == row]
+        per_budget = {}
+        for fraction in sorted({r["fraction"] for r in mine}):
+            rs = [r for r in mine if r["fraction"] == fraction]
+            own = [max(r["derivation"]["own"]["of_budget"].values()) for r in rs]
+            delivered = [max(r["derivation"]["fill"]["of_budget"].values()) for r in rs]
+            per_budget[str(fraction)] = {
+                "own_of_budget": _stat(own),
+                "own_feasible": sum(r["derivation"]["own"]["feasible"] for r in rs),
+                "own_in_band": sum(0.9 <= v <= 1 + 1e-9 for v in own),
+                "repair_steps": _stat([len(r["derivation"]["repair"]["steps"]) for r in rs]),
+                "fill_steps": _stat([len(r["derivation"]["fill"]["steps"]) for r in rs]),
+                "delivered_of_budget": _stat(delivered),
+                "test_accuracy": _stat([r["test_accuracy"] for r in rs]),
+                "search_seconds": _stat([r["search_seconds"] for r in rs]),
+                "peak_rss_mb": _stat([r["peak_rss_mb"] for r in rs]),
+            }
+        name = row.partition(":")[0]
+        out[row] = {
+            "budgets": per_budget,
+            "vs_random": _paired(runs, row, "random") if row != "random" else None,
+            "vs_null": _paired(runs, row, f"{name}:null") if ":" not in row else None,
+            "vs_nofill": _paired(runs, row, f"{name}:nofill") if ":" not in row else None,
         }
     return out
+
+
+def _run_child(argv: list[str], row: str, fraction: float, seed: int, extra: list[str]) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as handle:
+        command = [sys.executable, __file__, *argv, "--child", row, "--fraction", str(fraction),
+                   "--seed", str(seed), "--result", handle.name, *extra]  # fmt: skip
+        subprocess.run(command, check=True)
+        return json.loads(Path(handle.name).read_text(encoding="utf-8"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="fbnet")
     parser.add_argument("--device", default="pi4")
-    parser.add_argument("--metric", default="latency_ms", choices=("latency_ms", "flops", "params"))
-    parser.add_argument("--fraction", type=float, default=0.25, help="budget in the cost range")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--arch-lr", type=float, default=0.01)
+    parser.add_argument("--metrics", nargs="+", default=["latency_ms"])
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.15, 0.4, 0.7])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS))
+    parser.add_argument("--recipe", default=None, help="search recipe giving the run settings")
+    parser.add_argument("--steps", type=int, default=None, help="search steps (default: recipe)")
+    parser.add_argument("--search-images", type=int, default=None)
+    parser.add_argument("--final-images", type=int, default=None, help="None: the full set")
+    parser.add_argument("--final-steps", type=int, default=600)
+    parser.add_argument("--final-width", type=float, default=0.5)
     parser.add_argument("--penalty-weight", type=float, default=1.0)
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--test-images", type=int, default=2000)
-    parser.add_argument("--train-steps", type=int, default=150)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--cache", default=None, help="XDG cache dir (lookup graphs)")
+    parser.add_argument("--settings", default="{}", help='JSON {"row": {setting: value}}')
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one core each)")
     parser.add_argument("--name", default=None)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--fraction", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--random-seconds", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         Path(args.result).write_text(json.dumps(child(args)), encoding="utf-8")
         return
-    cache = args.cache or tempfile.mkdtemp(prefix="hwnas-bench-cache-")
-    env = {**os.environ, "XDG_CACHE_HOME": cache}
-    rows = []
-    passthrough = sys.argv[1:]
-    for seed in args.seeds:
-        for name in args.methods:
-            with tempfile.NamedTemporaryFile(suffix=".json") as handle:
-                command = [sys.executable, __file__, *passthrough, "--child", name,
-                           "--seed", str(seed), "--result", handle.name]  # fmt: skip
-                subprocess.run(command, check=True, env=env)
-                row = json.loads(Path(handle.name).read_text(encoding="utf-8"))
-            rows.append(row)
-            print(
-                f"seed {seed} {name:14s} derived/T {row['derived_cost'] / row['limit']:.3f} "
-                if row["derived_cost"] is not None
-                else f"seed {seed} {name:14s} derived/T   -   ",
-                f"final/T {row['final_cost'] / row['limit']:.3f} acc {row['test_accuracy']:.4f} "
-                f"search {row['search_seconds']:.0f} s peak {row['peak_rss_mb']:.0f} MB",
-                flush=True,
-            )
+    name = args.name or f"search_methods_{args.space}"
+    journal = RESULTS_DIR / f"{name}.jsonl"
+    runs = (
+        [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+    )
+    done = {(r["row"], r["fraction"], r["seed"]) for r in runs}
+    argv = [a for a in sys.argv[1:]]
+
+    def one(row: str, fraction: float, seed: int, extra: list[str]) -> dict:
+        run = _run_child(argv, row, fraction, seed, extra)
+        with journal.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(run) + "\n")
+        own = run["derivation"]["own"]
+        print(f"T={fraction} seed {seed} {row:20s} own {max(own['of_budget'].values()):.3f} "
+              f"({'ok' if own['feasible'] else 'over'}) delivered "
+              f"{max(run['derivation']['fill']['of_budget'].values()):.3f} "
+              f"acc {run['test_accuracy']:.4f} search {run['search_seconds']:.0f} s", flush=True)  # fmt: skip
+        return run
+
+    timed = [r for r in args.rows if r in TIMED]
+    rest = [r for r in args.rows if r not in TIMED and r != "random"]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for fraction in args.fractions:
+            for seed in args.seeds:
+                todo = [r for r in timed + rest if (r, fraction, seed) not in done]
+                runs += list(pool.map(lambda r, f=fraction, s=seed: one(r, f, s, []), todo))
+                if "random" in args.rows and ("random", fraction, seed) not in done:
+                    seconds = [
+                        r["search_seconds"] for r in runs
+                        if r["row"] in timed and r["fraction"] == fraction and r["seed"] == seed
+                    ]  # fmt: skip
+                    extra = ["--random-seconds", str(max(seconds))] if seconds else []
+                    runs.append(one("random", fraction, seed, extra))
     figures = {
-        "space": args.space, "device": args.device, "metric": args.metric,
-        "budget_fraction_of_range": args.fraction, "search_steps": args.steps,
-        "arch_lr": args.arch_lr, "penalty_weight": args.penalty_weight, "images": args.images,
-        "final_train_steps": args.train_steps, "seeds": args.seeds,
-        "summary": summarize(rows), "runs": rows,
+        "space": args.space, "device": args.device, "metrics": args.metrics,
+        "fractions_of_range": args.fractions, "seeds": args.seeds, "rows": args.rows,
+        "recipe": args.recipe, "search_steps": args.steps, "final_images": args.final_images,
+        "final_steps": args.final_steps, "final_width": args.final_width,
+        "summary": summarize(runs), "runs": [{k: v for k, v in r.items() if k != "trajectory"}
+                                              for r in runs],
     }  # fmt: skip
-    name = args.name or f"search_methods_{args.space}_{args.metric}"
     print(json.dumps(figures["summary"], indent=1))
     write_result(name, figures, " ".join(["python", *sys.argv]))
 

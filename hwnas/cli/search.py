@@ -31,6 +31,7 @@ CONFIG_FLAGS = (
     "seed",
     "verify_device",
     "threads",
+    "fill",
 )
 """Flags that set the run's configuration (over the recipe's values)."""
 RESUME_FLAGS = ("recipe", "out", *CONFIG_FLAGS)
@@ -67,6 +68,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         help="torch threads (default: every core; 1 is faster on a busy, shared machine)",
+    )
+    p.add_argument(
+        "--fill",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the method (and repair), spend the budget left on the ops or channels the "
+        "method prefers (default: on; the report shows the method's own architecture, what "
+        "repair changed and what fill changed)",
     )
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run")
     add_json_flag(p)
@@ -158,6 +167,29 @@ class _Bars:
             self.bar = None
 
 
+def derivation_lines(d: dict, method: str) -> list[str]:
+    """How the delivered architecture came from the method's own (report ``derivation``)."""
+
+    def ratios(stage: dict) -> str:
+        return ", ".join(f"{m} {v:.3f}" for m, v in stage["of_budget"].items())
+
+    own = d["own"]
+    state = "feasible" if own["feasible"] else "VIOLATES a budget"
+    lines = [f"  {method}'s own architecture: {ratios(own)} of budget ({state})"]
+    if d["repair"]["needed"]:
+        lines.append(
+            f"  repaired by hwnas in {len(d['repair']['steps'])} step(s): {ratios(d['repair'])}"
+        )
+    fill = d["fill"]
+    if not fill["enabled"]:
+        lines.append("  fill: off")
+    elif not fill["applies"]:
+        lines.append(f"  fill: not applied ({method} gives no preferences)")
+    else:
+        lines.append(f"  fill: {len(fill['steps'])} change(s) -> {ratios(fill)} of budget")
+    return lines
+
+
 def _render(r: dict) -> str:
     lines = [f"{r['space']} / {r['method']} on {r['device']}: {r['arch_text']}"]
     for c in r["constraints"]:
@@ -166,6 +198,7 @@ def _render(r: dict) -> str:
             f"  {c['metric']}: {c['predicted']:.6g} <= {c['limit']:.6g} "
             f"({'ok' if c['satisfied'] else 'VIOLATED'}){measured}"
         )
+    lines.extend(derivation_lines(r["derivation"], r["method"]))
     acc = r["accuracy"]
     lines.append(
         f"  accuracy: val {acc['val']:.4f}, test {acc['test']:.4f}; params "

@@ -3,7 +3,8 @@ the shared trainer, derivation and repair, run directories, reports and plots.
 
 * ``api``: SearchProblem / SearchBudget / SearchResult / Hooks, the ``METHODS`` registry.
 * ``greedy_admm`` (FGA-NAS), ``random`` (random search), ``uniform`` (hand-designed baseline).
-* ``knapsack``, ``derive``: the beta-step solvers and repair-and-fill.
+* ``knapsack``, ``derive``, ``finalize``: the beta-step solvers; repair-and-fill of a method's
+  own architecture, and the record of what each step changed.
 * ``trainer``, ``checkpoint``: deterministic training loops, resumable state without pickle.
 * ``config``, ``pipeline``, ``report``, ``rundir``, ``plots``: ``hwnas search`` end to end.
 

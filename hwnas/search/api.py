@@ -7,7 +7,9 @@ A method is a function ``run(problem, config, hooks) -> SearchResult``:
 * ``config``: the method's own frozen dataclass of hyperparameters (``MethodSpec.config_cls``);
 * ``hooks`` (:class:`Hooks`): progress reporting and a checkpoint store for resuming.
 
-It returns a discrete architecture that meets every constraint, plus a JSON-ready history.
+It returns its own derived discrete architecture (which may violate a budget: the shared
+repair step in :mod:`hwnas.search.finalize` fixes that, and the report shows both), its
+preferences over the architecture parameters, and a JSON-ready history.
 Register with ``METHODS.add(name, MethodSpec(...))``; the registry-parametrized smoke test then
 runs it on a toy problem.
 """
@@ -23,6 +25,7 @@ from hwnas.errors import UserError
 from hwnas.registry import Registry
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from hwnas.costs.models import Constraint, CostModel
@@ -117,12 +120,16 @@ class SearchResult:
     """What a method returns.
 
     Attributes:
-        arch: the derived architecture (meets every constraint).
+        arch: the method's own derived architecture, before any shared repair or fill (it may
+            violate a budget; the pipeline repairs it and reports both).
         history: JSON rows, one per logged step (``step`` plus method-specific numbers, e.g.
             ``disparity_<metric>``).
         tried: architectures evaluated along the way.
         snapshots: ``{"step": t, "alpha": [...]}`` samples of the architecture parameters.
         info: method-specific facts for the report (JSON-ready).
+        values: preferences shaped like the architecture parameters (higher: more wanted),
+            which rank repair's and fill's changes; None: the method has none (fill then does
+            not apply to its architecture).
     """
 
     arch: Arch
@@ -130,6 +137,7 @@ class SearchResult:
     tried: tuple[Tried, ...] = ()
     snapshots: tuple[dict, ...] = ()
     info: dict = field(default_factory=dict)
+    values: Optional[np.ndarray] = None
 
 
 class Hooks:

@@ -5,10 +5,9 @@
   such as ``fbnet``, (28, 8) for the ``darts`` cells); the supernet mixes ops with
   ``softmax(alpha)`` over the last axis. Initialised ``1e-3 * N(0, 1)`` as in DARTS.
 * Weights: SGD (the search budget's lr, momentum and weight decay; cosine decay). Alpha: Adam.
-* Derivation: DARTS' genotype rule on ``darts``, the argmax op per layer on "choice" spaces;
-  then repair/fill against the exact costs (:mod:`hwnas.search.derive`,
-  :mod:`hwnas.search.cell_repair`): the returned architecture meets every budget, or a
-  :class:`~hwnas.errors.UserError` says that none was found.
+* Derivation: DARTS' genotype rule on ``darts``, the argmax op per layer on "choice" spaces.
+  That is the method's own architecture; the pipeline repairs (and optionally fills) it against
+  the exact costs, ranking changes by softmax(alpha) (:mod:`hwnas.search.finalize`).
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ class BilevelSettings:
         grad_clip: max global norm of the weight gradient (5).
         weight_sharing: DCA-NAS' per-source shared ops (``darts`` space only).
         bottleneck: DCA-NAS' channel bottleneck factor (``darts`` only; 1: none).
-        spend: after repair, spend unused budget (:func:`hwnas.search.derive.make_feasible`).
         snapshot_every: steps between alpha snapshots.
     """
 
@@ -60,7 +58,6 @@ class BilevelSettings:
     grad_clip: float = 5.0
     weight_sharing: bool = False
     bottleneck: int = 1
-    spend: bool = True
     snapshot_every: int = 25
     data_parallel: ClassVar[bool] = True
 
@@ -176,37 +173,6 @@ def derive_arch(problem: SearchProblem, probs: np.ndarray) -> Arch:
     if space.relaxation == "cell":
         return space.derive(probs)
     return space.arch_from_vector(np.argmax(probs, axis=1))
-
-
-def make_feasible_arch(problem: SearchProblem, arch: Arch, probs: np.ndarray, spend: bool) -> Arch:
-    """Repair (and fill, ``spend``) ``arch`` against every constraint; ``probs`` rank changes."""
-    from hwnas.search.derive import make_feasible
-
-    space = problem.space
-    if space.relaxation == "cell":
-        from hwnas.search.cell_repair import make_feasible_cells
-
-        return make_feasible_cells(arch, probs, problem.constraints, spend=spend)
-    return make_feasible(space, space.arch_vector(arch), probs, problem.constraints, spend=spend)
-
-
-def derive_feasible(problem: SearchProblem, probs: np.ndarray, spend: bool) -> tuple[Arch, dict]:
-    """Derive, repair, and say what the repair changed.
-
-    Returns:
-        ``(arch, info)``; ``info`` holds the derived architecture and its exact costs before
-        repair (``derived``, ``derived_costs``), and whether repair/fill changed it.
-    """
-    derived = derive_arch(problem, probs)
-    arch = make_feasible_arch(problem, derived, probs, spend)
-    space = problem.space
-    info = {
-        "derived": space.format_arch(derived),
-        "derived_costs": problem.arch_costs(derived),
-        "derived_satisfied": {c.metric: c.satisfied(derived) for c in problem.constraints},
-        "changed_by_repair": arch != derived,
-    }
-    return arch, info
 
 
 @torch.no_grad()

@@ -6,8 +6,9 @@ it is a layer-wise ("choice") architecture with 8 layers (4 nodes x 2 cell types
 ``cost(option) = table[edge 1, op 1] + table[edge 2, op 2]``. :func:`make_feasible_cells` builds
 those node-option tables from the constraints' (28, 8) edge tables and hands them to
 :func:`hwnas.search.derive.make_feasible` (repair: cheapest loss of preference per unit of
-relief; then fill), so DARTS and DCA-NAS get the guarantee Greedy-ADMM has: the returned genotype
-meets every budget, or a :class:`~hwnas.errors.UserError` says none was found.
+relief; then fill), so DARTS and DCA-NAS genotypes are repaired (and filled, when the run asks)
+like every other architecture (:mod:`hwnas.search.finalize`): the delivered genotype meets
+every budget, or a :class:`~hwnas.errors.UserError` says none was found.
 
 Preferences of an option are the summed edge weights of its two (edge, op) pairs, so the
 genotype DARTS derives is the preferred option of every node (fill never moves away from it).
@@ -16,12 +17,13 @@ genotype DARTS derives is the preferred option of every node (fill never moves a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
 from hwnas.costs.models import Constraint, CostModel
 from hwnas.costs.tables import ChoiceTable
-from hwnas.search.derive import make_feasible
+from hwnas.search.derive import Trace, make_feasible
 from hwnas.spaces import darts_genotype as gt
 from hwnas.spaces.darts_geometry import STEPS
 
@@ -90,7 +92,8 @@ def make_feasible_cells(
     start: gt.Genotype,
     weights: np.ndarray,
     constraints: Sequence[Constraint],
-    spend: bool = True,
+    fill: bool = True,
+    trace: Optional[Trace] = None,
 ) -> gt.Genotype:
     """Repair then fill genotype ``start`` against ``constraints`` (edge tables of a darts space).
 
@@ -98,8 +101,9 @@ def make_feasible_cells(
         start: the derived genotype.
         weights: (28, 8) edge-op preferences (softmax(alpha)).
         constraints: budgets on the darts space.
-        spend: after repair, keep moving to costlier wirings while every budget holds (see
+        fill: after repair, keep moving to costlier wirings while every budget holds (see
             :func:`~hwnas.search.derive.make_feasible`).
+        trace: receives the changes, per node slot (positions 0-3: normal cell, 4-7: reduce).
 
     Raises:
         UserError: no genotype meeting every budget was found.
@@ -115,7 +119,8 @@ def make_feasible_cells(
         view.arch_vector(start),
         values,
         node_constraints,
-        spend=spend,
+        fill=fill,
+        trace=trace,
     )
     gt.check_genotype(arch)
     return arch

@@ -3,7 +3,7 @@
 Precedence: built-in defaults < recipe (``--recipe search/<name>.toml``) < command-line flags.
 A recipe has these tables (every key optional, unknown keys are errors naming the known ones)::
 
-    [run]      device, space, method, seed, threads, verify_device, verify_repeats
+    [run]      device, space, method, seed, threads, fill, verify_device, verify_repeats
     [budget]   latency_ms, flops_m, params_m          # constraints (millions for FLOPs/params)
     [space]    resolution, search_width
     [data]     dataset, root, search_train_limit, search_resolution, final_train_limit,
@@ -94,6 +94,7 @@ class RunConfig:
     final: FinalSection = field(default_factory=FinalSection)
     method_settings: dict = field(default_factory=dict)
     recipe: Optional[str] = None
+    fill: bool = True  # spend the budget the method's repaired architecture leaves (finalize)
 
     def limits(self) -> dict[str, Optional[float]]:
         """Constraint limits in the cost models' units (ms, MACs, parameters)."""
@@ -109,7 +110,16 @@ class RunConfig:
 
 
 _SECTIONS = {
-    "run": ("device", "space", "method", "seed", "threads", "verify_device", "verify_repeats"),
+    "run": (
+        "device",
+        "space",
+        "method",
+        "seed",
+        "threads",
+        "fill",
+        "verify_device",
+        "verify_repeats",
+    ),
     "budget": ("latency_ms", "flops_m", "params_m"),
     "space": ("resolution", "search_width"),
 }

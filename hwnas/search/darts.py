@@ -16,7 +16,8 @@ Every step, after ``warmup_steps`` weight-only steps:
 2. weight step (SGD, cosine lr, grad-norm clip) on the training batch.
 
 The architecture is derived at the end (DARTS' genotype rule on ``darts``, argmax per layer on
-``fbnet``) and repaired against the exact costs (:mod:`hwnas.search.bilevel`). Defaults are
+``fbnet``); the pipeline repairs it against the exact costs when it violates a budget
+(:mod:`hwnas.search.finalize`). Defaults are
 DARTS' CIFAR-10 search settings (METHODS.md §3.3); the weight lr, momentum, decay, batch and
 steps come from the shared :class:`~hwnas.search.api.SearchBudget`. Data-parallel under torchrun
 (:mod:`hwnas.search.distributed`).
@@ -41,7 +42,6 @@ from hwnas.search.bilevel import (
     BilevelSettings,
     BilevelState,
     derive_arch,
-    derive_feasible,
     edge_probs,
     expected_costs,
     observe,
@@ -195,12 +195,9 @@ def search(
     hooks: Hooks,
     penalty: Penalty,
     name: str,
-    repair: bool = True,
 ) -> SearchResult:
-    """The bi-level loop (module docstring) with ``penalty`` on the alpha objective.
-
-    ``repair=False`` returns the derived architecture as is (DCA-NAS' lookup-graph searches).
-    """
+    """The bi-level loop (module docstring) with ``penalty`` on the alpha objective; returns the
+    derived architecture (before any repair) with softmax(alpha) as its preferences."""
     space, b = problem.space, problem.budget
     if space.relaxation not in RELAXATIONS:
         raise UserError(f"{name} works on softmax-relaxed spaces (fbnet, darts), not {space.name}")
@@ -236,14 +233,13 @@ def search(
         observe(problem, state, config.snapshot_every)
         status = {k: v for k, v in row.items() if k == "ce_train" or k.startswith("lambda_")}
         hooks.step_done(state.step, b.steps, status, save, b.checkpoint_every)
-    if repair:
-        arch, info = derive_feasible(problem, state.probs(), config.spend)
-    else:
-        arch, info = derive_arch(problem, state.probs()), {"repair": False}
-    info.update(method=name, order=config.order, alpha_shape=list(space.alpha_shape))
+    probs = state.probs()
+    arch = derive_arch(problem, probs)
+    info = {"method": name, "order": config.order, "alpha_shape": list(space.alpha_shape)}
     info["expected_costs"] = expected_costs(problem, state)
     tried = tuple(Tried(**t) for t in state.tried)
-    return SearchResult(arch, tuple(state.history), tried, tuple(state.snapshots), info)
+    history, snapshots = tuple(state.history), tuple(state.snapshots)
+    return SearchResult(arch, history, tried, snapshots, info, values=probs)
 
 
 def _one_step(problem, config, state, streams, penalty, unrolled) -> dict:

@@ -17,8 +17,8 @@ The search bound ``K'`` is not the device budget ``K_d``: the expectation and th
 architecture differ, so ``K'`` is read off the lookup graph (:mod:`hwnas.search.lookup_graph`;
 built on demand from real searches with this method, cached), which maps ``K'`` to the cost of
 the architecture a search with it derives. Without the graph ``K' = bound_ratio * K_d``. The
-derived architecture is finally repaired against ``K_d`` (:mod:`hwnas.search.bilevel`), so the
-result meets the budget, or the run says it could not.
+derived architecture is the method's own; the pipeline repairs it against ``K_d`` if it still
+violates the budget, and reports both (:mod:`hwnas.search.finalize`).
 
 Speed-ups (Sec. 3.3): ``weight_sharing`` and ``bottleneck`` (``darts`` space only,
 :mod:`hwnas.spaces.darts_nets`). Works on the ``darts`` cells and on the ``fbnet`` layers.
@@ -157,8 +157,7 @@ def lookup_identity(problem: SearchProblem, cost: CostModel, config: DCAConfig, 
     skip = ("seed", "eval_every", "eval_images", "checkpoint_every", "steps", "warmup_steps")
     budget = {k: v for k, v in dataclasses.asdict(problem.budget).items() if k not in skip}
     settings = dataclasses.asdict(config.bilevel())
-    for key in ("spend", "snapshot_every"):
-        settings.pop(key)
+    settings.pop("snapshot_every")
     return {
         "space": problem.space.describe(),
         "metric": cost.metric,
@@ -193,7 +192,7 @@ def _lookup(problem: SearchProblem, constraint: Constraint, config: DCAConfig, h
     def measure(bound: float) -> float:
         lagrangian = Lagrangian({cost.metric: cost}, {cost.metric: bound}, config.lambda_lr, 0.0)
         nested = Hooks(stop_requested=hooks.stop_requested)
-        result = search(sub, config.bilevel(), nested, lagrangian, "dca-lookup", repair=False)
+        result = search(sub, config.bilevel(), nested, lagrangian, "dca-lookup")
         return cost.discrete(result.arch)
 
     low, high = expected_range(cost)

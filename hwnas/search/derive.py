@@ -8,19 +8,24 @@ against the exact cost tables of all constraints, then spends what is left:
   normalised relief (``sum over violated c of reduction_c / r_c``). Channel spaces drop the kept
   channel with the smallest ``v_i / max_c (h_ci / r_c)`` (METHODS.md §1.4); layer-wise spaces
   switch the op of one layer.
-* fill [R]: while some change adds value and keeps every budget, take the one with the most value
-  per unit of normalised cost; then (``spend``) keep making changes that raise the cost while
-  every budget holds, least value lost per unit of budget first. The final network is retrained
-  from scratch, so unused budget is wasted capacity; spending it is what puts the derived cost
-  in [0.9 r, r] when the space allows it (a search that prefers a much smaller network than the
-  budget would otherwise stop there).
+* fill [R] (``fill=True``): while some change adds value and keeps every budget, take the one with
+  the most value per unit of normalised cost; then keep making changes that raise the cost while
+  every budget holds, least value lost per unit of budget first (channel spaces: add every
+  channel that fits, most valuable per unit of cost first). The final network is retrained from
+  scratch, so unused budget is capacity left on the table; but fill adds ops or channels the
+  method did not choose, so it is a choice of the run (``hwnas search --fill/--no-fill``), and
+  every step it takes is recorded (:class:`Trace`) and reported next to the method's own
+  architecture (:mod:`hwnas.search.finalize`).
 
-``values`` are the method's preferences (Greedy-ADMM: ``alpha^2``; random search: random).
+``values`` are the method's preferences (Greedy-ADMM: ``alpha^2``; DARTS/DCA: softmax(alpha);
+random search: random).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 
@@ -32,27 +37,43 @@ from hwnas.spaces.base import Arch, Space
 _TOL = 1e-9
 
 
+@dataclass
+class Trace:
+    """What repair and fill changed, in the order they changed it.
+
+    Each step is ``(position, old, new)`` in the space's vector encoding: a layer and op indices
+    on "choice" spaces (:meth:`~hwnas.spaces.base.Space.arch_vector`), a flat index into the
+    (blocks, kernels) count array and channel counts on "channel" spaces (one step per block
+    and kernel that changed, net of the stage).
+    """
+
+    repair: list[tuple[int, int, int]] = field(default_factory=list)
+    fill: list[tuple[int, int, int]] = field(default_factory=list)
+    repaired: Any = None  # the architecture after repair, before fill
+
+
 def make_feasible(
     space: Space,
     start: np.ndarray,
     values: np.ndarray,
     constraints: Sequence[Constraint],
-    spend: bool = True,
+    fill: bool = True,
+    trace: Optional[Trace] = None,
 ) -> Arch:
-    """Repair then fill ``start``; return the architecture.
+    """Repair then (``fill``) fill ``start``; return the architecture.
 
     Args:
         space: the space (its relaxation picks the procedure).
         start: op indices (L,) for "choice" spaces, a keep mask over items (N,) for "channel".
         values: preferences of the same shape as the architecture parameters.
         constraints: the budgets (all must hold at the end).
-        spend: layer-wise spaces: after the value-raising changes, keep upgrading ops while the
-            budgets allow, least value lost per unit of budget first (channel spaces always add
-            channels that fit, most valuable first).
+        fill: after repair, spend the unused budget (module docstring); False: repair only.
+        trace: if given, receives every change repair and fill made.
 
     Raises:
         UserError: if no architecture meeting all budgets together was found.
     """
+    trace = trace if trace is not None else Trace()
     tables = [c.cost.table for c in constraints]
     limits = np.array([c.limit for c in constraints], dtype=np.float64)
     if not constraints:
@@ -60,15 +81,24 @@ def make_feasible(
             return space.arch_from_vector(start)
         return space.arch_from_vector(space.cost_table("flops").counts_from_keep(start))
     if space.relaxation == "choice":
-        choice = _repair_choice(np.array(start, dtype=np.int64), values, tables, limits)
-        choice = _fill_choice(choice, values, tables, limits, spend=False)
-        if spend:
-            choice = _fill_choice(choice, values, tables, limits, spend=True)
+        choice = _repair_choice(np.array(start, dtype=np.int64), values, tables, limits, trace)
+        trace.repaired = space.arch_from_vector(choice.copy())
+        if fill:
+            choice = _fill_choice(choice, values, tables, limits, False, trace)
+            choice = _fill_choice(choice, values, tables, limits, True, trace)
         arch = space.arch_from_vector(choice)
     else:
-        keep = _repair_channel(np.array(start, dtype=bool), values, tables, limits)
-        keep = _fill_channel(keep, values, tables, limits)
-        arch = space.arch_from_vector(tables[0].counts_from_keep(keep))
+        counts = tables[0].counts_from_keep
+        keep = np.array(start, dtype=bool)
+        repaired = _repair_channel(keep.copy(), values, tables, limits)
+        trace.repair.extend(_count_steps(counts(keep), counts(repaired)))
+        keep = repaired
+        trace.repaired = space.arch_from_vector(counts(keep))
+        if fill:
+            filled = _fill_channel(keep.copy(), values, tables, limits)
+            trace.fill.extend(_count_steps(counts(keep), counts(filled)))
+            keep = filled
+        arch = space.arch_from_vector(counts(keep))
     broken = [c.metric for c in constraints if not c.satisfied(arch)]
     if broken:
         raise UserError(f"no architecture meets the budgets together ({', '.join(broken)})")
@@ -86,7 +116,13 @@ def _deltas(choice: np.ndarray, tables: Sequence[ChoiceTable]) -> np.ndarray:
     return np.stack([t.values - t.values[rows, choice][:, None] for t in tables])
 
 
-def _repair_choice(choice, values, tables, limits) -> np.ndarray:
+def _count_steps(before: np.ndarray, after: np.ndarray) -> list[tuple[int, int, int]]:
+    """One step per (block, kernel) whose channel count changed: (flat index, old, new)."""
+    a, b = before.ravel(), after.ravel()
+    return [(int(i), int(a[i]), int(b[i])) for i in np.flatnonzero(a != b)]
+
+
+def _repair_choice(choice, values, tables, limits, trace: Trace) -> np.ndarray:
     rows = np.arange(len(choice))
     for _ in range(choice.size * values.shape[1]):
         costs = _choice_costs(choice, tables)
@@ -110,11 +146,12 @@ def _repair_choice(choice, values, tables, limits) -> np.ndarray:
         score = np.where(ok, loss / np.maximum(credit, _TOL), np.inf).ravel()
         best = np.lexsort((-relief.ravel(), score))[0]  # ties: the larger relief
         layer, op = np.unravel_index(best, values.shape)
+        trace.repair.append((int(layer), int(choice[layer]), int(op)))
         choice[layer] = op
     return choice
 
 
-def _fill_choice(choice, values, tables, limits, spend: bool) -> np.ndarray:
+def _fill_choice(choice, values, tables, limits, spend: bool, trace: Trace) -> np.ndarray:
     """Take fitting changes by value gained per normalised cost; with ``spend``, also the
     cost-raising changes that lose value (least loss per unit of budget first)."""
     rows = np.arange(len(choice))
@@ -131,6 +168,7 @@ def _fill_choice(choice, values, tables, limits, spend: bool) -> np.ndarray:
         layer, op = np.unravel_index(np.argmax(score), score.shape)
         if not np.isfinite(score[layer, op]):
             break
+        trace.fill.append((int(layer), int(choice[layer]), int(op)))
         choice[layer] = op
     return choice
 

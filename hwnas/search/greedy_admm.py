@@ -20,8 +20,8 @@ jointly, subject to ``sum_i h_ci ||alpha_i||_0 <= r_c`` for every constraint c. 
 alpha are gates: the supernet multiplies each op's (layer-wise) or middle channel's (channel-wise)
 output by its alpha. The first ``warmup_steps`` train w and alpha on the loss alone. At the end the
 architecture is derived (channel spaces: channels kept by every beta_c; layer-wise: the op most
-beta_c select, ties broken by alpha^2), then repaired and filled against the exact costs
-(:mod:`hwnas.search.derive`).
+beta_c select, ties broken by alpha^2); the pipeline repairs it if needed and optionally fills
+the budget left, ranking changes by alpha^2 (:mod:`hwnas.search.finalize`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from hwnas.search.checkpoint import (
     module_arrays,
     optimizer_arrays,
 )
-from hwnas.search.derive import make_feasible
 from hwnas.search.knapsack import greedy_knapsack, greedy_mckp
 from hwnas.search.trainer import BatchStream, cosine_lr, make_sgd, set_lr
 
@@ -293,17 +292,23 @@ def _derive(problem: SearchProblem, config: GreedyADMMConfig, state: _State) -> 
         for c, constraint in enumerate(problem.constraints):
             v = alpha + state.duals[c] / state.rho
             start &= beta_step(v, constraint.cost.table, constraint.limit) > 0
-    arch = make_feasible(space, start, alpha**2, problem.constraints)
+    values = alpha**2
+    if space.relaxation == "channel":
+        table = problem.constraints[0].cost.table if problem.constraints else None
+        table = table or space.cost_table("flops")
+        arch = space.arch_from_vector(table.counts_from_keep(start))
+    else:
+        arch = space.arch_from_vector(start)
     info = {
         "final_rho": state.rho,
         "alpha_shape": list(alpha.shape),
         "derivation": "op chosen by most beta_c per layer"
         if space.relaxation == "choice"
         else "channels kept by every beta_c",
-        "then": "repair + fill (hwnas.search.derive)",
     }
     tried = tuple(Tried(**t) for t in state.tried)
-    return SearchResult(arch, tuple(state.history), tried, tuple(state.snapshots), info)
+    history, snapshots = tuple(state.history), tuple(state.snapshots)
+    return SearchResult(arch, history, tried, snapshots, info, values=values)
 
 
 METHODS.add(

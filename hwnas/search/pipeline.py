@@ -3,7 +3,9 @@
 1. Resolve names (space, method, device -> latency LUT, verify device) and fail fast on mistakes.
 2. Load the data (search subset at the search resolution; final subset at the LUT geometry).
 3. Build cost models and constraints; a budget outside the feasible range is a UserError.
-4. Run the method on a proxy (``search_width``, ``search`` budget) -> a feasible architecture.
+4. Run the method on a proxy (``search_width``, ``search`` budget) -> its own architecture;
+   repair it if it violates a budget, fill the budget left if the run asks (``fill``), and
+   record all three (:mod:`hwnas.search.finalize`).
 5. Train the derived full-width network from scratch (``final`` budget), evaluate val and test.
 6. Export ``model.onnx`` (batch 1), check it against PyTorch, optionally measure it on a device.
 7. Write the run directory (:mod:`hwnas.search.rundir`) and plots.
@@ -96,6 +98,7 @@ def run_search(
     model, train_info = _final_stage(config, problem, arch, final_splits, rundir, hooks["final"])
     report = finish(config, problem, arch, model, final_splits, rundir, predictor)
     report.update(
+        derivation=rundir.read_json("search.json", "hwnas-search-history")["derivation"],
         search_seconds=search_seconds,
         final_train=train_info,
         total_seconds=time.perf_counter() - t_start,
@@ -249,6 +252,7 @@ def _hooks(rundir: RunDir, progress: Optional[Progress], stage: str, stop) -> Ho
 
 def _search_stage(config: RunConfig, problem: SearchProblem, rundir: RunDir, hooks: Hooks) -> tuple:
     from hwnas.search.api import get_method, method_config
+    from hwnas.search.finalize import finalize
 
     space = problem.space
     if rundir.has("arch.json") and rundir.has("search.json"):
@@ -260,9 +264,8 @@ def _search_stage(config: RunConfig, problem: SearchProblem, rundir: RunDir, hoo
     t0 = time.perf_counter()
     result = spec.run(problem, method_config(spec, config.method_settings), hooks)
     seconds = time.perf_counter() - t0
-    broken = [c.metric for c in problem.constraints if not c.satisfied(result.arch)]
-    if broken:
-        raise RuntimeError(f"method {config.method} returned an arch violating {broken}")
+    done = finalize(problem, result.arch, result.values, config.fill)
+    _log_derivation(config.method, done.record)
     rundir.write_json(
         "search.json",
         "hwnas-search-history",
@@ -273,6 +276,7 @@ def _search_stage(config: RunConfig, problem: SearchProblem, rundir: RunDir, hoo
             "tried": [t.__dict__ for t in result.tried],
             "snapshots": list(result.snapshots),
             "info": result.info,
+            "derivation": done.record,
         },
     )
     rundir.write_json(
@@ -281,11 +285,30 @@ def _search_stage(config: RunConfig, problem: SearchProblem, rundir: RunDir, hoo
         {
             "space": space.name,
             "space_config": space.config.to_dict(),
-            "arch": space.arch_to_json(result.arch),
-            "text": space.format_arch(result.arch),
+            "arch": space.arch_to_json(done.arch),
+            "text": space.format_arch(done.arch),
+            "own_arch": done.record["own"]["arch"],
         },
     )
-    return result.arch, seconds
+    return done.arch, seconds
+
+
+def _log_derivation(method: str, record: dict) -> None:
+    own = record["own"]
+    if not own["feasible"]:
+        over = ", ".join(
+            f"{m} at {own['of_budget'][m]:.3f} of its budget"
+            for m, ok in own["satisfied"].items()
+            if not ok
+        )
+        log.warning(
+            "%s's own architecture violates %s; repaired in %d step(s)",
+            method,
+            over,
+            len(record["repair"]["steps"]),
+        )
+    if record["fill"]["steps"]:
+        log.info("fill changed %d position(s)", len(record["fill"]["steps"]))
 
 
 def _final_stage(config, problem, arch, splits, rundir: RunDir, hooks: Hooks) -> tuple[Any, dict]:

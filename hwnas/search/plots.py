@@ -5,6 +5,8 @@
 * ``alpha.png``: the distribution of the architecture parameters at several steps (Fig. 4 left).
 * ``accuracy_latency.png``: validation accuracy against cost of every architecture the method
   tried, and the final network's test accuracy, with the budget marked.
+* ``derivation.png``: cost / budget of the method's own architecture, after repair and after
+  fill, per constraint (:mod:`hwnas.search.finalize`): what the method did and what was added.
 """
 
 from __future__ import annotations
@@ -98,6 +100,29 @@ def plot_accuracy_cost(
     ax.set_ylabel("accuracy")
     ax.set_title("accuracy vs cost of what was tried")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_derivation(record: dict, path: Path) -> Optional[Path]:
+    """Cost / budget per constraint of the own, repaired and filled architectures."""
+    metrics = list(record["own"]["of_budget"])
+    if not metrics:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.8 * len(metrics)))
+    stages = (("own", "method's own"), ("repair", "after repair"), ("fill", "after fill"))
+    height = 0.8 / len(stages)
+    for s, (key, label) in enumerate(stages):
+        ratios = [record[key]["of_budget"][m] for m in metrics]
+        ys = np.arange(len(metrics)) + (s - 1) * height
+        ax.barh(ys, ratios, height=height, label=label)
+    ax.axvline(1.0, color="black", linestyle="--", linewidth=0.8)
+    ax.axvspan(0.9, 1.0, color="green", alpha=0.08)
+    ax.set_yticks(np.arange(len(metrics)), [LABELS.get(m, m) for m in metrics])
+    ax.set_xlabel("cost / budget (dashed: the budget; shaded: [0.9, 1])")
+    steps = (len(record["repair"]["steps"]), len(record["fill"]["steps"]))
+    ax.set_title(f"derivation: {steps[0]} repair step(s), {steps[1]} fill step(s)")
+    ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
 
 

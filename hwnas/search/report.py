@@ -131,11 +131,17 @@ def _notes(config: RunConfig, predictor: Any) -> list[str]:
 
 
 def write_plots(rundir: RunDir, problem: SearchProblem, report: dict) -> None:
-    """``disparity.png``, ``alpha.png`` and ``accuracy_latency.png`` in the run directory."""
-    from hwnas.search.plots import plot_accuracy_cost, plot_alpha, plot_disparity
+    """``disparity.png``, ``alpha.png``, ``derivation.png`` and ``accuracy_latency.png``."""
+    from hwnas.search.plots import (
+        plot_accuracy_cost,
+        plot_alpha,
+        plot_derivation,
+        plot_disparity,
+    )
 
     history = rundir.read_json("search.json", "hwnas-search-history")
     plot_disparity(history["history"], rundir.path / "disparity.png")
+    plot_derivation(history["derivation"], rundir.path / "derivation.png")
     plot_alpha(history["snapshots"], rundir.path / "alpha.png")
     metric = "latency_ms" if report["latency_ms"] is not None else problem.constraints[0].metric
     limit = next((c.limit for c in problem.constraints if c.metric == metric), None)

@@ -89,6 +89,7 @@ def test_tiny_search_writes_the_run_directory_and_verifies(capsys, tmp_path):
         "disparity.png",
         "alpha.png",
         "accuracy_latency.png",
+        "derivation.png",
     ):
         assert (out / name).is_file(), name
     assert not (out / "checkpoints").exists()
@@ -99,7 +100,12 @@ def test_tiny_search_writes_the_run_directory_and_verifies(capsys, tmp_path):
     assert report["onnx"]["max_abs_diff"] < 1e-4
     assert 0.0 <= report["accuracy"]["test"] <= 1.0 and report["params"] > 0
     assert report["budget"]["search"]["steps"] == 8 and report["search_seconds"] > 0
+    d = report["derivation"]  # the method's own architecture, then repair, then fill
+    assert d["own"]["costs"]["latency_ms"] > 0 and d["fill"]["enabled"] is True
+    assert d["fill"]["arch"] == report["arch_text"]
+    assert d["repair"]["needed"] == (not d["own"]["feasible"])
     config = json.loads((out / "config.json").read_text())
+    assert config["config"]["fill"] is True
     assert config["config"]["seed"] == 0 and config["environment"]["torch"] == torch.__version__
     assert config["num_classes"] == 10 and config["data"]["name"] == "digits"
     arch = json.loads((out / "arch.json").read_text())
@@ -114,6 +120,19 @@ def test_tiny_search_writes_the_run_directory_and_verifies(capsys, tmp_path):
     assert again["arch_text"] == report["arch_text"]
     assert again["accuracy"] == pytest.approx(report["accuracy"])
     assert "drop --seed" in _fail(capsys, "--resume", str(out), "--seed", "3")
+
+
+def test_no_fill_delivers_the_methods_own_feasible_arch(capsys, tmp_path):
+    out = tmp_path / "run"
+    argv = ["search", *TINY, "--method", "uniform", "--no-fill", "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "uniform's own architecture: latency_ms" in text and "fill: off" in text
+    report = json.loads((out / "report.json").read_text())
+    d = report["derivation"]
+    assert d["own"]["feasible"] and d["repair"]["steps"] == [] and d["fill"]["steps"] == []
+    assert d["own"]["arch"] == report["arch_text"] and not d["changed"]
+    assert json.loads((out / "config.json").read_text())["config"]["fill"] is False
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from hwnas.search.bilevel import edge_probs
 from hwnas.search.cell_repair import make_feasible_cells
 from hwnas.search.checkpoint import CheckpointStore
 from hwnas.search.darts import CostPenalty, DartsConfig, Unrolled, first_order_grad, run
+from hwnas.search.finalize import finalize
 from hwnas.spaces import darts_genotype as gt
 from hwnas.spaces.base import SpaceConfig
 from hwnas.spaces.darts import DartsSpace
@@ -145,14 +146,16 @@ def test_second_order_run_meets_the_budget_and_logs(digits_data):
     problem = _darts_problem(digits_data, metric="params", fraction=0.2, steps=3)
     result = run(problem, DartsConfig(order=2, arch_lr=0.05), Hooks())
     (constraint,) = problem.constraints
-    assert constraint.satisfied(result.arch)
-    assert all(op != 0 for _, op in result.arch)
+    assert result.arch == problem.space.derive(result.values)  # the method's own genotype
+    done = finalize(problem, result.arch, result.values, fill=False)
+    assert constraint.satisfied(done.arch)
+    assert done.record["repair"]["needed"] == (not constraint.satisfied(result.arch))
+    assert all(op != 0 for _, op in done.arch)
     rows = result.history
     assert [r["step"] for r in rows] == [0, 1, 2] and "ce_val" not in rows[0]
     assert all({"ce_val", "expected_params", "disparity_params"} <= set(r) for r in rows[1:])
     info = result.info
-    assert info["order"] == 2 and info["derived_costs"]["params"] > 0
-    assert info["changed_by_repair"] == (problem.space.format_arch(result.arch) != info["derived"])
+    assert info["order"] == 2 and info["expected_costs"]["params"] > 0
 
 
 def test_repair_keeps_a_feasible_genotype_and_fixes_an_infeasible_one(digits_data):
@@ -161,7 +164,7 @@ def test_repair_keeps_a_feasible_genotype_and_fixes_an_infeasible_one(digits_dat
     weights = np.random.default_rng(0).dirichlet(np.ones(8), size=28)
     start = space.derive(weights)
     big = make_constraints(problem.costs, {"params": constraint.cost.bounds()[1]})
-    assert make_feasible_cells(start, weights, big, spend=False) == start
+    assert make_feasible_cells(start, weights, big, fill=False) == start
     tight = make_constraints(problem.costs, {"params": constraint.cost.bounds()[0] * 1.05})
     repaired = make_feasible_cells(start, weights, tight)
     assert tight[0].satisfied(repaired) and not tight[0].satisfied(start)

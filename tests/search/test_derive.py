@@ -58,9 +58,9 @@ def test_fill_respects_preferences(pi4):
     values = np.zeros(space.alpha_shape)
     values[:, 8] = 1.0  # skip preferred everywhere: nothing is worth more, nothing is added
     values[:, 2] = 0.5
-    arch = make_feasible(space, np.full(22, 8), values, [constraint], spend=False)
+    arch = make_feasible(space, np.full(22, 8), values, [constraint], fill=False)
     assert arch == (8,) * 22
-    # spending the budget anyway (the default): the cost lands in the band below the budget
+    # filling (the default): the cost lands in the band below the budget
     spent = make_feasible(space, np.full(22, 8), values, [constraint])
     assert 0.9 * constraint.limit <= constraint.value(spent) <= constraint.limit
 

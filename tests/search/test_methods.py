@@ -8,13 +8,14 @@ import pytest
 
 from hwnas.errors import UserError
 from hwnas.search.api import Hooks, get_method, list_methods, method_config
+from hwnas.search.finalize import finalize
 from hwnas.spaces.base import list_spaces
 
 CASES = [(m, s) for m in list_methods() for s in list_spaces()]
 
 
 @pytest.mark.parametrize(("method", "space"), CASES)
-def test_every_method_returns_a_valid_feasible_json_arch(method, space, make_problem):
+def test_every_method_returns_a_valid_json_arch_that_finalizes(method, space, make_problem):
     spec = get_method(method)
     problem = make_problem(space, fraction=0.6, steps=4)
     if problem.space.relaxation not in spec.relaxations:
@@ -32,7 +33,21 @@ def test_every_method_returns_a_valid_feasible_json_arch(method, space, make_pro
     )
     decoded = json.loads(text)
     assert problem.space.arch_from_json(decoded["arch"]) == result.arch
-    assert all(c.satisfied(result.arch) for c in problem.constraints)
+    assert result.values is None or result.values.shape == problem.space.alpha_shape
+    # the method's own architecture, repaired (and filled) by the shared step, meets the budget
+    for fill in (False, True):
+        done = finalize(problem, result.arch, result.values, fill)
+        assert all(c.satisfied(done.arch) for c in problem.constraints)
+        record = json.loads(json.dumps(done.record))
+        assert record["own"]["arch"] == problem.space.format_arch(result.arch)
+        assert record["own"]["feasible"] == all(
+            c.satisfied(result.arch) for c in problem.constraints
+        )
+        assert record["fill"]["arch"] == problem.space.format_arch(done.arch)
+        if not fill or result.values is None:
+            assert (
+                record["fill"]["steps"] == [] and record["fill"]["arch"] == record["repair"]["arch"]
+            )
     assert calls and calls[-1][0] == calls[-1][1]  # progress reached its total
 
 
