@@ -201,6 +201,40 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
+def plot_trajectories(runs: list[dict], path: Path) -> None:
+    """Per searched row: the own architecture's disparity (Greedy-ADMM), the expected cost's
+    violation of K' and lambda (DCA) over the steps, one line per budget and seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("disparity_", "(cost - T) / T of the arch alpha encodes"),
+        ("violation_", "(E[cost] - K') / K' (DCA)"),
+        ("lambda_", "lambda (DCA)"),
+    ]
+    rows = [r for r in runs if r.get("trajectory")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5))
+    for ax, (prefix, title) in zip(axes, panels):
+        for r in rows:
+            keys = sorted({k for t in r["trajectory"] for k in t if k.startswith(prefix)})
+            for k in keys:
+                points = [(t["step"], t[k]) for t in r["trajectory"] if k in t]
+                if points:
+                    label = f"{r['row']} T={r['fraction']} s{r['seed']} {k[len(prefix) :]}"
+                    ax.plot(*zip(*points), linewidth=0.8, label=label)
+        ax.axhline(0.0, color="black", linewidth=0.6)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+    _, labels = axes[0].get_legend_handles_labels()
+    if len(labels) <= 20 and labels:
+        axes[0].legend(fontsize=5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _run_child(argv: list[str], row: str, fraction: float, seed: int, extra: list[str]) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as handle:
         command = [sys.executable, __file__, *argv, "--child", row, "--fraction", str(fraction),
@@ -278,6 +312,7 @@ def main() -> None:
                                               for r in runs],
     }  # fmt: skip
     print(json.dumps(figures["summary"], indent=1))
+    plot_trajectories(runs, RESULTS_DIR / f"{name}_trajectories.png")
     write_result(name, figures, " ".join(["python", *sys.argv]))
 
 
