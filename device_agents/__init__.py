@@ -11,5 +11,5 @@ devices and the ``local`` device use) and ``python -m device_agents start --port
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 PROTOCOL_VERSION = 1

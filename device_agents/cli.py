@@ -8,11 +8,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import logging.handlers
+import queue
 import sys
 from typing import List, Optional
 
 from device_agents import __version__, protocol
+
+LOG_QUEUE_RECORDS = 1000
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +94,25 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
         "--max-clients",
         type=int,
         default=16,
-        help="simultaneous connections (default 16)",
+        help="authenticated sessions at once (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-unauthenticated",
+        type=int,
+        default=32,
+        help="connections still authenticating, all addresses together (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-per-address",
+        type=int,
+        default=8,
+        help="connections still authenticating from one address (default %(default)s)",
+    )
+    p.add_argument(
+        "--auth-timeout",
+        type=float,
+        default=5.0,
+        help="seconds a new connection has to send its whole auth message (default %(default)s)",
     )
     p.set_defaults(agent_command="start")
 
@@ -121,11 +144,7 @@ def run(args: argparse.Namespace) -> int:
         write_new_token,
     )
 
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(args, "log_level", "WARNING").upper(),
-        format="agent %(levelname)s: %(message)s",
-    )
+    _log_to_stderr(getattr(args, "log_level", "WARNING"))
     if args.agent_command == "token":
         try:
             write_new_token(args.file)
@@ -154,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
             port=args.port,
             max_bytes=max_bytes,
             idle_timeout_s=args.idle_timeout,
+            auth_timeout_s=args.auth_timeout,
             max_clients=args.max_clients,
+            max_unauthenticated=args.max_unauthenticated,
+            max_per_address=args.max_per_address,
         )
     except (OSError, ValueError) as exc:
         return _fail(str(exc))
@@ -170,6 +192,34 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to a bounded queue and drops them when it is full, never blocking."""
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(record)
+
+
+def _log_to_stderr(level: str) -> None:
+    """Log to stderr from a background thread, so that serving never waits on the log.
+
+    A slow or unread stderr (a pipe nobody drains, a slow terminal) would otherwise block every
+    thread that logs once the pipe is full; records that do not fit the queue are dropped. The
+    listener's thread is a daemon: at exit, records still queued may be lost, but exit never
+    waits on a blocked stderr.
+    """
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter("agent %(levelname)s: %(message)s"))
+    records: queue.Queue = queue.Queue(LOG_QUEUE_RECORDS)
+    listener = logging.handlers.QueueListener(records, stream)
+    listener.start()
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(_DroppingQueueHandler(records))
+    root.setLevel(level.upper())
 
 
 def _fail(message: str) -> int:

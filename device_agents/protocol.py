@@ -10,6 +10,17 @@ Responses echo ``id``::
     {"v": 1, "id": 7, "ok": true, "result": {...}}
     {"v": 1, "id": 7, "ok": false, "error": {"code": "bad_request", "message": "..."}}
 
+An error about the connection rather than one request (a line that could not be read, an idle
+timeout, a refusal) has ``"id": null``. A TCP agent at capacity answers a new connection with
+one such line and closes it (see :mod:`device_agents.admission`)::
+
+    {"v": 1, "id": null, "ok": false,
+     "error": {"code": "busy", "message": "too many unauthenticated connections"}}
+
+``busy`` (added in agent 0.3.0) is an error code, not a new message, so the protocol stays at
+version 1: older hosts keep working with this agent and see a refusal as a closed connection;
+newer hosts say the agent is busy and try again with back-off.
+
 Operations (see :mod:`device_agents.service`): ``auth`` (TCP only, must come first), ``hello``,
 ``fingerprint``, ``measure``, ``infer``. Model files travel base64-encoded inside the JSON; they are
 data, never code: the agent only hands them to the runtime. Nothing is unpickled, no file path

@@ -32,6 +32,22 @@ class AgentError(DeviceError):
         self.code = code
 
 
+class AgentBusy(AgentError):
+    """The agent refused the connection for capacity (``busy``); trying again later may work."""
+
+    def __init__(self, label: str, message: str) -> None:
+        DeviceError.__init__(self, f"{label} is busy: {message}; try again")
+        self.code = "busy"
+        self.reason = message
+
+
+def agent_error(label: str, error: Any) -> AgentError:
+    """The exception for an error reply's ``error`` object."""
+    err = error if isinstance(error, dict) else {}
+    code, message = str(err.get("code")), str(err.get("message"))
+    return AgentBusy(label, message) if code == "busy" else AgentError(label, code, message)
+
+
 @dataclass(frozen=True)
 class Measurement:
     """One timed model: raw samples (ms), their statistics and what they were measured with."""
@@ -104,10 +120,11 @@ class AgentClient:
                 )
             if reply.get("id") == rid:
                 break
+            if reply.get("id") is None and not reply["ok"]:
+                break  # about the connection, not a request (busy, idle timeout, too large)
             log.debug("%s: dropping stale reply %r", self.channel.label, reply.get("id"))
-        if not reply.get("ok"):
-            err = reply.get("error") or {}
-            raise AgentError(self.channel.label, str(err.get("code")), str(err.get("message")))
+        if not reply["ok"]:
+            raise agent_error(self.channel.label, reply.get("error"))
         return reply["result"]
 
     def close(self) -> None:
