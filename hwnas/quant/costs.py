@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from hwnas.quant.plan import LayerBits
+from hwnas.graph.qparams import LayerBits
 
 
 @dataclass(frozen=True)
