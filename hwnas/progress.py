@@ -17,6 +17,7 @@ import sys
 from typing import Any, Optional, TextIO
 
 LOG_INTERVAL_S = 5.0
+BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n:g}/{total:g} [{elapsed}<{remaining}]{postfix}"
 
 
 def progress_bar(
@@ -51,6 +52,7 @@ def progress_bar(
         dynamic_ncols=tty,
         ascii=not tty,
         leave=True,
+        bar_format=BAR_FORMAT,
     )
 
 

@@ -1,10 +1,12 @@
-"""``hwnas quantize``: HAQ mixed precision for a searched network, priced on the real device.
+"""HAQ mixed precision for a searched network, priced with a cost model measured on the device.
 
-The flow (HAQ: Wang et al., CVPR 2019, with measured hardware feedback):
+The flow of ``hwnas quantize`` (HAQ: Wang et al., CVPR 2019, with measured hardware feedback);
+the steps on the device (2 and 5) are the run layer's (:mod:`hwnas.runs.quantize`), the rest is
+here:
 
 1. Load the run directory's network and fold it (:mod:`hwnas.graph.lower`).
 2. On the device: probe its int8 weight bits, time every layer at fp32 and int8 and the whole
-   network at both (:mod:`hwnas.quant.hardware`), and calibrate the cost model
+   network at both (:mod:`hwnas.runs.measure`), and calibrate the cost model
    (:mod:`hwnas.quant.costs`). int8 is offered only if the int8 network *is* faster there.
 3. Refuse a budget below the cheapest achievable latency (exit 2, saying that latency).
 4. DDPG episodes (:mod:`hwnas.quant.haq`): each policy is walled into the budget, calibrated on
