@@ -75,6 +75,8 @@ def run_search(
 
     dist = init_from_env()  # under torchrun: rank 0 (the run layer sends the others elsewhere)
     check_names(config)
+    if config.verify and verify_onnx is None:
+        raise ValueError("--verify needs a device to measure on: run through hwnas.runs.search")
     rundir = RunDir(out)
     _start_rundir(rundir, config, resume)
     dist.barrier()  # followers read the run directory once it is set up
