@@ -38,7 +38,7 @@ def train(args: argparse.Namespace) -> None:
 
     from hwnas.data import DataConfig, load_dataset
     from hwnas.quant.qat import accuracy
-    from hwnas.quant.rundir import write_run
+    from hwnas.runs.rundir import write_run
     from hwnas.spaces.base import SpaceConfig, create_space
 
     space = create_space("fbnet", SpaceConfig(resolution=32, num_classes=10))
@@ -84,10 +84,10 @@ def train(args: argparse.Namespace) -> None:
 def prepare(args: argparse.Namespace) -> None:
     """Profile the local device for the run's network (writes ``quant_lut.json``)."""
     from hwnas.devices.connect import open_device
-    from hwnas.quant.convert import graph_from_module
-    from hwnas.quant.hardware import MeasureSettings
-    from hwnas.quant.profile import profile_device
-    from hwnas.quant.rundir import load_run
+    from hwnas.graph.lower import graph_from_module
+    from hwnas.runs.measure import MeasureSettings
+    from hwnas.runs.profile import profile_device
+    from hwnas.runs.rundir import load_run
 
     run = load_run(args.run)
     graph = graph_from_module(run.module, run.input_shape)
@@ -113,15 +113,16 @@ def prepare(args: argparse.Namespace) -> None:
 
 def search(args: argparse.Namespace) -> None:
     """HAQ under the budget + the two uniform baselines, same fine-tune budget for all."""
+    from hwnas.graph.lower import graph_from_module
+    from hwnas.graph.qparams import LayerBits
     from hwnas.lut.schema import load_lut
-    from hwnas.quant.convert import graph_from_module
     from hwnas.quant.haq_env import device_choices
-    from hwnas.quant.plan import LayerBits
     from hwnas.quant.policy import save_state
     from hwnas.quant.profile import cost_from_lut
     from hwnas.quant.qat import accuracy, torch_threads
-    from hwnas.quant.quantize import QuantizeConfig, load_data, quantized_net, run_search
-    from hwnas.quant.rundir import load_run
+    from hwnas.quant.quantize import load_data, quantized_net, run_search
+    from hwnas.runs.quantize import QuantizeConfig
+    from hwnas.runs.rundir import load_run
 
     run_dir = Path(args.run)
     run = load_run(run_dir)
@@ -196,7 +197,7 @@ def search(args: argparse.Namespace) -> None:
 def _check_on_device(graph, cost, choices, policy, data, config):
     """``hwnas quantize``'s end-to-end check and repair of the HAQ policy, on local."""
     from hwnas.devices.connect import open_device
-    from hwnas.quant.workflow import hardware_check
+    from hwnas.runs.quantize import hardware_check
 
     if os.environ.get("HWNAS_BENCH_NO_DEVICE"):  # searching where the device is unreachable
         return policy, None, config.latency_ms
@@ -219,11 +220,12 @@ def measure(args: argparse.Namespace) -> None:
     from bench._common import write_result
     from hwnas.data import DataConfig, load_dataset
     from hwnas.devices.connect import open_device
+    from hwnas.export.api import runtime_options
     from hwnas.export.onnx_writer import graph_to_onnx
     from hwnas.export.verify import run_onnx
-    from hwnas.quant.hardware import MeasureSettings, measure_model, runtime_options
     from hwnas.quant.policy import load_state
-    from hwnas.quant.rundir import load_run
+    from hwnas.runs.measure import MeasureSettings, measure_model
+    from hwnas.runs.rundir import load_run
 
     run_dir = Path(args.run)
     out = run_dir / "bench_haq"

@@ -55,8 +55,8 @@ def block_specs() -> list:
 def blocks(args: argparse.Namespace) -> None:
     from bench._common import write_result
     from hwnas.devices.connect import open_device
-    from hwnas.quant.hardware import MeasureSettings, measure_model
-    from hwnas.quant.precision_models import precision_model
+    from hwnas.runs.measure import MeasureSettings, measure_model
+    from hwnas.runs.models import precision_model
 
     settings = MeasureSettings(warmup=10, repeats=args.repeats)
     rows = []
@@ -96,8 +96,9 @@ def blocks(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> None:
     from bench._common import write_result
     from hwnas.devices.connect import open_device
-    from hwnas.export.api import ExportConfig, export_run
-    from hwnas.quant.hardware import MeasureSettings, measure_model, runtime_options
+    from hwnas.export.api import runtime_options
+    from hwnas.runs.export import ExportConfig, export_run
+    from hwnas.runs.measure import MeasureSettings, measure_model
 
     run_dir = Path(args.run)
     out = run_dir / "bench_export"
@@ -179,7 +180,8 @@ def variants(args: argparse.Namespace) -> None:
 
     from bench._common import write_result
     from hwnas.devices.connect import open_device
-    from hwnas.quant.hardware import MeasureSettings, measure_model, runtime_options
+    from hwnas.export.api import runtime_options
+    from hwnas.runs.measure import MeasureSettings, measure_model
 
     export = Path(args.run) / "bench_export"
     fp32_path, ours_path = export / "model_fp32.onnx", export / "model_int8.onnx"

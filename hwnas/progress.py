@@ -1,146 +1,62 @@
-"""A small dependency-free progress bar with an ETA, drawn on stderr.
+"""Progress bars on stderr for long loops, drawn by tqdm (installed by the ``host`` extra).
 
-Used by long loops (``hwnas build-lut``, ``hwnas lut validate``, the search). On a terminal the bar
-redraws in place (``\\r``); elsewhere (a log file, CI) it prints one plain line at most every
-``interval_s`` seconds, so logs stay short. Work items may carry weights (e.g. a whole network
-costs more device time than one block), and the ETA is ``elapsed / done * (total - done)`` in
-those weights.
+One factory, so ``hwnas build-lut``, ``hwnas lut validate`` and the search stages look alike: a
+label, the bar, done/total, elapsed time and an ETA, and a note after it (``set_postfix_str``).
+Work may be weighted (a whole network costs more device time than one block): ``total`` and the
+amounts given to ``update`` are floats, and ``total`` may grow while running (work found to be
+needed). Work done before this run started (a resumed build) is ``done``: tqdm counts it toward
+the fraction but not toward the speed behind the ETA. On a terminal the bar redraws in place;
+elsewhere (a log file, CI) it redraws at most every ``LOG_INTERVAL_S`` seconds, so logs stay short.
 
-Example::
-
-    with Progress(total=120, label="build-lut") as bar:
-        for item in items:
-            ...
-            bar.update(1, note=item.name)
+tqdm is imported when a bar is made, never by ``import hwnas``; the device agent never uses it.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from typing import Callable, Optional, TextIO
+from typing import Any, Optional, TextIO
 
-BAR_WIDTH = 24
-
-
-def format_duration(seconds: float) -> str:
-    """``75.2`` -> ``"1:15"``; ``3725`` -> ``"1:02:05"``; negative or non-finite -> ``"?"``."""
-    if not seconds >= 0 or seconds == float("inf"):
-        return "?"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+LOG_INTERVAL_S = 5.0
+BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n:g}/{total:g} [{elapsed}<{remaining}]{postfix}"
 
 
-class Progress:
-    """Progress of ``total`` units of work.
+def progress_bar(
+    total: float,
+    label: str = "",
+    enabled: bool = True,
+    done: float = 0.0,
+    stream: Optional[TextIO] = None,
+) -> Any:
+    """A ``tqdm`` bar over ``total`` units of work (``enabled=False`` draws nothing).
 
     Args:
         total: units of work in all (> 0; items may be weighted).
         label: shown before the bar.
+        enabled: False draws nothing (the bar still counts).
+        done: units already done before this run started.
         stream: where to draw (default: ``sys.stderr``).
-        enabled: False draws nothing; None draws (tests pass False or a StringIO stream).
-        interval_s: on a non-terminal stream, the least time between two printed lines.
-        clock: monotonic clock in seconds (injectable for tests).
-        done: units already done before this run started (a resumed build); they count toward
-            the fraction but not toward the speed behind the ETA.
     """
+    from tqdm import tqdm
 
-    def __init__(
-        self,
-        total: float,
-        label: str = "",
-        stream: Optional[TextIO] = None,
-        enabled: Optional[bool] = None,
-        interval_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-        done: float = 0.0,
-    ) -> None:
-        if total <= 0:
-            raise ValueError(f"progress total must be > 0, got {total}")
-        self.total = float(total)
-        self.label = label
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = True if enabled is None else enabled
-        self.interval_s = interval_s
-        self.clock = clock
-        self.start_done = float(done)
-        self.done = float(done)
-        self.note = ""
-        self._start = clock()
-        self._last_print = -float("inf")
-        self._last_line = ""
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._closed = False
+    if total <= 0:
+        raise ValueError(f"progress total must be > 0, got {total}")
+    stream = stream if stream is not None else sys.stderr
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    return tqdm(
+        total=total,
+        desc=label,
+        initial=done,
+        file=stream,
+        disable=not enabled,
+        mininterval=0.1 if tty else LOG_INTERVAL_S,
+        dynamic_ncols=tty,
+        ascii=not tty,
+        leave=True,
+        bar_format=BAR_FORMAT,
+    )
 
-    # -- figures -------------------------------------------------------------------------------
-    @property
-    def elapsed_s(self) -> float:
-        return self.clock() - self._start
 
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.done / self.total)
-
-    def eta_s(self) -> float:
-        """Seconds left at the speed of this run so far (``inf`` before any work is done)."""
-        gained = self.done - self.start_done
-        if gained <= 0:
-            return float("inf")
-        return self.elapsed_s / gained * max(0.0, self.total - self.done)
-
-    def render(self) -> str:
-        """The status line, e.g. ``build-lut [#####-----] 12/120 10% 0:35, ETA 5:12 note``."""
-        filled = round(BAR_WIDTH * self.fraction)
-        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        done = f"{self.done:g}/{self.total:g}"
-        text = (
-            f"{self.label} [{bar}] {done} {100 * self.fraction:3.0f}% "
-            f"{format_duration(self.elapsed_s)}, ETA {format_duration(self.eta_s())}"
-        )
-        return f"{text} {self.note}".rstrip()
-
-    # -- drawing -------------------------------------------------------------------------------
-    def update(self, amount: float = 1.0, note: Optional[str] = None) -> None:
-        """Add ``amount`` units of finished work (and optionally change the note)."""
-        self.done += amount
-        if note is not None:
-            self.note = note
-        self._draw()
-
-    def set_note(self, note: str) -> None:
-        self.note = note
-        self._draw()
-
-    def grow(self, amount: float) -> None:
-        """Add ``amount`` units to the total: work found to be needed while running."""
-        self.total += amount
-        self._draw()
-
-    def _draw(self, final: bool = False) -> None:
-        if not self.enabled or self._closed:
-            return
-        now = self.clock()
-        if self._tty:
-            self.stream.write("\r\x1b[K" + self.render() + ("\n" if final else ""))
-            self.stream.flush()
-        elif final or now - self._last_print >= self.interval_s:
-            line = self.render()
-            if line != self._last_line:
-                self.stream.write(line + "\n")
-                self.stream.flush()
-                self._last_line = line
-            self._last_print = now
-
-    def close(self) -> None:
-        """Draw the last state and end the line."""
-        if not self._closed:
-            self._draw(final=True)
-            self._closed = True
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def grow(bar: Any, amount: float) -> None:
+    """Add ``amount`` units to ``bar``'s total: work found to be needed while running."""
+    bar.total += amount
+    bar.refresh()

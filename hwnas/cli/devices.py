@@ -135,10 +135,9 @@ def _add(args: argparse.Namespace) -> int:
     if device.name in load_devices() and not args.replace:
         raise UserError(f"device {device.name!r} exists; remove it first or pass --replace")
     if not args.no_probe:
-        from hwnas.devices.connect import open_device
+        from hwnas.runs.devices import fingerprint_new
 
-        with open_device(device, trust_new_host=args.trust_new_host) as client:
-            fp = client.fingerprint(device.core)
+        fp = fingerprint_new(device, trust_new_host=args.trust_new_host)
         print(
             f"{device.name}: {fp.get('cpu_model')} ({fp.get('machine')}), runtimes {fp.get('runtimes')}"
         )
@@ -164,20 +163,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from hwnas.devices.connect import open_device
-    from hwnas.devices.registry import get_device
+    from hwnas.runs.devices import probe_device
 
-    device = get_device(args.name)
-    with open_device(device, timeout_s=args.timeout) as client:
-        hello = client.hello()
-        fp = client.fingerprint(device.core)
-    result = {
-        "device": device.name,
-        "transport": device.transport,
-        "agent": hello,
-        "fingerprint": fp,
-    }
-    emit(result, args.json, _render_probe)
+    emit(probe_device(args.name, args.timeout), args.json, _render_probe)
     return 0
 
 

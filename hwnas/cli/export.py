@@ -53,8 +53,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from hwnas.errors import UserError
-    from hwnas.export.api import ExportConfig, export_run
-    from hwnas.quant.hardware import MeasureSettings
+    from hwnas.runs.export import ExportConfig, export_run
+    from hwnas.runs.measure import MeasureSettings
 
     if args.calibration_images < 1 or (args.test_images is not None and args.test_images < 1):
         raise UserError("--calibration-images and --test-images must be positive")

@@ -123,8 +123,9 @@ def _resolve(args: argparse.Namespace) -> Path:
 
 # -- build-lut -----------------------------------------------------------------------------------
 def _build(args: argparse.Namespace) -> int:
-    from hwnas.lut.build import BLOCK_MIN_TIME_MS, BuildConfig, build_lut
+    from hwnas.lut.build import BLOCK_MIN_TIME_MS, BuildConfig
     from hwnas.lut.timing import TimingSettings
+    from hwnas.runs.lut import build_lut_on_device
 
     min_time = BLOCK_MIN_TIME_MS if args.min_time_ms is None else args.min_time_ms
     if args.rounds < 1 or args.repeats < 1 or args.archs < 0 or min_time < 0:
@@ -149,7 +150,7 @@ def _build(args: argparse.Namespace) -> int:
             repeats=max(1, (3 * args.repeats) // 4), min_time_ms=min_time, rounds=args.rounds
         ),
     )
-    result = build_lut(config)
+    result = build_lut_on_device(config)
     summary = {
         "path": str(result.path),
         "complete": result.complete,
@@ -288,10 +289,9 @@ def _plot(args: argparse.Namespace) -> int:
 
 # -- lut validate ----------------------------------------------------------------------------------
 def _validate(args: argparse.Namespace) -> int:
-    from hwnas.devices.connect import open_device
     from hwnas.lut.plan import get_plan
     from hwnas.lut.schema import load_lut
-    from hwnas.lut.validation import VALIDATION_SEED, validate_lut
+    from hwnas.runs.lut import validate_on_device
 
     path = _resolve(args)
     lut = load_lut(path)
@@ -300,10 +300,7 @@ def _validate(args: argparse.Namespace) -> int:
     device = measured_on if args.lut is None else (args.device or measured_on)
     quick = bool((lut.provenance.get("plan") or {}).get("quick", False))
     plan = get_plan(args.space or lut.space or "fbnet", lut.resolution, lut.num_classes, quick)
-    with open_device(device) as client:
-        result = validate_lut(
-            lut, plan, client, args.archs, VALIDATION_SEED if args.seed is None else args.seed
-        )
+    result = validate_on_device(lut, plan, device, args.archs, args.seed)
     document = result.to_dict()
     if args.save:
         Path(args.save).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")

@@ -24,25 +24,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hwnas.devices.connect import open_device
-    from hwnas.devices.registry import get_device
+    from hwnas.runs.devices import measure_file
 
     path = Path(args.model)
     if not path.is_file():
         raise UserError(f"model file {path} does not exist")
     if args.warmup < 0 or args.repeats < 1 or args.threads < 1:
         raise UserError("--warmup must be >= 0, --repeats and --threads >= 1")
-    device = get_device(args.device)
-    with open_device(device) as client:
-        m = client.measure(
-            path.read_bytes(),
-            warmup=args.warmup,
-            repeats=args.repeats,
-            threads=args.threads,
-            core=args.core if args.core is not None else device.core,
-            runtime=args.runtime or device.runtime,
-        )
-    result = {"model": str(path), **m.to_dict(with_samples=args.samples)}
+    result = measure_file(
+        path,
+        args.device,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        threads=args.threads,
+        core=args.core,
+        runtime=args.runtime,
+        samples=args.samples,
+    )
     emit(result, args.json, _render)
     return 0
 

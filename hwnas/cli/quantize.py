@@ -67,9 +67,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hwnas.quant.hardware import MeasureSettings
-    from hwnas.quant.quantize import QuantizeConfig
-    from hwnas.quant.workflow import quantize_run
+    from hwnas.runs.measure import MeasureSettings
+    from hwnas.runs.quantize import QuantizeConfig, quantize_run
 
     config = QuantizeConfig(
         run_dir=Path(args.run),

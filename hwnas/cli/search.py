@@ -83,8 +83,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from hwnas.runs.search import run_search
     from hwnas.search.config import config_from_dict, read_recipe, resolve_config
-    from hwnas.search.pipeline import run_search
     from hwnas.search.rundir import RunDir
 
     if args.resume:
@@ -153,13 +153,13 @@ class _Bars:
         self.stage, self.bar = "", None
 
     def update(self, stage: str, done: int, total: int, status: dict) -> None:
-        from hwnas.progress import Progress
+        from hwnas.progress import progress_bar
 
         if stage != self.stage:
             self.close()
-            self.stage, self.bar = stage, Progress(total, label=stage, done=done - 1)
-        note = " ".join(f"{k} {v:.3g}" for k, v in status.items())
-        self.bar.update(done - self.bar.done, note=note)
+            self.stage, self.bar = stage, progress_bar(total, label=stage, done=done - 1)
+        self.bar.set_postfix_str(" ".join(f"{k} {v:.3g}" for k, v in status.items()), False)
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -1,9 +1,9 @@
-"""Write a :class:`~hwnas.quant.graph.Graph` as ONNX: float32, or QDQ with our quantization grids.
+"""Write a :class:`~hwnas.graph.nodes.Graph` as ONNX: float32, or QDQ with our quantization grids.
 
 The QDQ format (onnxruntime's preferred quantized format) keeps float ops and marks integer tensors
 with ``QuantizeLinear -> DequantizeLinear`` pairs; onnxruntime fuses ``DQ -> Conv -> Q`` into
 integer kernels (QLinearConv, QGemm, QLinearAdd, QLinearGlobalAveragePool) at session load.
-Written here straight from the graph and the learned grids of :mod:`hwnas.quant.plan`:
+Written here straight from the graph and the learned grids of :mod:`hwnas.graph.qparams`:
 
 * activations: ``QuantizeLinear``/``DequantizeLinear`` with a uint8 zero point, per tensor;
 * weights: int8 initializers + per-channel ``DequantizeLinear`` (axis 0, zero point 0);
@@ -25,9 +25,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from hwnas.quant.graph import Add, Conv, GlobalPool, Graph, Linear, Shuffle
-from hwnas.quant.plan import quantize_weight
-from hwnas.quant.qnet import QuantState
+from hwnas.graph.nodes import Add, Conv, GlobalPool, Graph, Linear, Shuffle
+from hwnas.graph.qparams import QuantState, quantize_weight
 
 OPSET = 17
 DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]

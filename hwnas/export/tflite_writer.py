@@ -1,4 +1,4 @@
-"""Write a :class:`~hwnas.quant.graph.Graph` as a ``.tflite`` model: fp32, fp16 weights, int8.
+"""Write a :class:`~hwnas.graph.nodes.Graph` as a ``.tflite`` model: fp32, fp16 weights, int8.
 
 Lowering (NCHW graph -> NHWC TFLite, BN already folded):
 
@@ -14,7 +14,7 @@ Lowering (NCHW graph -> NHWC TFLite, BN already folded):
 * residual: ``ADD``; global pooling: ``MEAN`` over H, W; classifier: ``FULLY_CONNECTED``.
 
 Quantization (TFLite full-integer scheme, Jacob et al. CVPR 2018): a quantized tensor is int8
-with ``zero_point = unsigned zero point - 128`` (the same grid as :mod:`hwnas.quant.plan`);
+with ``zero_point = unsigned zero point - 128`` (the same grid as :mod:`hwnas.graph.qparams`);
 weights int8 per output channel (axis 0 for conv/FC filters, 3 for depthwise), biases int32 with
 scale ``input_scale * weight_scale``. Float consumers of a quantized tensor read a
 ``DEQUANTIZE`` of it; the model's input and output stay float32 (``QUANTIZE`` / ``DEQUANTIZE`` at
@@ -27,9 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from hwnas.export.tflite_builder import TFLiteBuilder
-from hwnas.quant.graph import Add, Conv, GlobalPool, Graph, Linear, Shuffle
-from hwnas.quant.plan import quantize_weight
-from hwnas.quant.qnet import QuantState
+from hwnas.graph.nodes import Add, Conv, GlobalPool, Graph, Linear, Shuffle
+from hwnas.graph.qparams import QuantState, quantize_weight
 
 GROUPED_MODES = ("native", "split")
 

@@ -1,9 +1,9 @@
-"""Verification of an exported model: predictions against PyTorch, latency on the device.
+"""Verification of an exported model: its predictions in the target runtime against PyTorch.
 
 Every export is run on the test split in the runtime it targets (onnxruntime, or LiteRT /
 tflite-runtime for ``.tflite``) and its predictions compared with the PyTorch model it came from
 (the fake-quantized model for int8 and mixed precision, which is the exact integer arithmetic up
-to rounding ties), then timed on the device through its agent.
+to rounding ties). Timing it on the device is the run layer's (:mod:`hwnas.runs.export`).
 """
 
 from __future__ import annotations

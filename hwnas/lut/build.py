@@ -28,11 +28,11 @@ from typing import Any, Optional
 
 from hwnas import paths
 from hwnas.errors import DeviceError, UserError
-from hwnas.lut.jobs import JOB_WEIGHT, Job, check_precision, job_model, plan_groups
+from hwnas.lut.jobs import JOB_WEIGHT, Job, ModelWriter, check_precision, job_model, plan_groups
 from hwnas.lut.journal import Journal, journal_path
 from hwnas.lut.plan import BuildPlan, get_plan
 from hwnas.lut.timing import TimingSettings, chunked, needs_round, time_models
-from hwnas.progress import Progress
+from hwnas.progress import grow, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class BuildConfig:
         lut_name: the device name the LUT is filed under (default: ``device``); e.g. ``pi4`` makes
             ``--device pi4`` elsewhere use this LUT instead of the shipped reference.
         precision: ``fp32`` (default), ``int8`` (QDQ / integer TFLite) or ``fp16``: every model
-            of the build is generated at this precision (:mod:`hwnas.quant.precision_models`).
+            of the build is generated at this precision (:mod:`hwnas.runs.models`).
         fmt: model format, which picks the runtime on the device: ``onnx`` (onnxruntime) or
             ``tflite``.
     """
@@ -135,13 +135,8 @@ def build_identity(plan: BuildPlan, config: BuildConfig) -> dict:
     }
 
 
-def build_lut(config: BuildConfig, client: Any = None) -> BuildResult:
-    """Run a build (or resume one) and write the LUT; see the module docstring.
-
-    Args:
-        config: what to build.
-        client: an open ``AgentClient`` (default: connect to ``config.device``).
-    """
+def plan_build(config: BuildConfig) -> tuple[BuildPlan, Path]:
+    """Check ``config`` and return its plan and output file (UserError on a mistake)."""
     if config.statistic not in STATISTICS:
         raise UserError(f"unknown statistic {config.statistic!r}; known: {', '.join(STATISTICS)}")
     if config.budget_minutes <= 0:
@@ -154,30 +149,25 @@ def build_lut(config: BuildConfig, client: Any = None) -> BuildResult:
         if config.out
         else default_out(name, plan.space, plan.quick, config.precision, config.fmt)
     )
-    if client is not None:
-        return _run(config, plan, out, client)
-    from hwnas.devices.connect import open_device
-    from hwnas.devices.registry import get_device
-
-    device = get_device(config.device)
-    if not device.measurable:
-        raise UserError(
-            f"device {config.device!r} is a reference LUT (published numbers) with no agent; "
-            f"build-lut needs a device to measure on (local, or one added with 'hwnas devices add')"
-        )
-    if device.core is not None and config.block_timing.core is None:
-        from dataclasses import replace
-
-        config = replace(
-            config,
-            block_timing=replace(config.block_timing, core=device.core),
-            arch_timing=replace(config.arch_timing, core=device.core),
-        )
-    with open_device(device, timeout_s=config.timeout_s) as opened:
-        return _run(config, plan, out, opened)
+    return plan, out
 
 
-def _run(config: BuildConfig, plan: BuildPlan, out: Path, client: Any) -> BuildResult:
+def build_lut(config: BuildConfig, client: Any, write: Optional[ModelWriter] = None) -> BuildResult:
+    """Run a build (or resume one) on an open agent and write the LUT; see the module docstring.
+
+    Args:
+        config: what to build.
+        client: an open ``AgentClient`` of ``config.device`` (the run layer,
+            :func:`hwnas.runs.lut.build_lut_on_device`, opens it).
+        write: writes models other than fp32 ONNX (see :data:`hwnas.lut.jobs.ModelWriter`).
+    """
+    plan, out = plan_build(config)
+    return _run(config, plan, out, client, write)
+
+
+def _run(
+    config: BuildConfig, plan: BuildPlan, out: Path, client: Any, write: Optional[ModelWriter]
+) -> BuildResult:
     started = time.monotonic()
     groups = plan_groups(plan, config.n_archs, config.seed, config.group_size)
     fingerprint = client.fingerprint(config.block_timing.core)
@@ -197,12 +187,12 @@ def _run(config: BuildConfig, plan: BuildPlan, out: Path, client: Any) -> BuildR
         for g in groups
         for j in g
     )
-    bar = Progress(
+    bar = progress_bar(
         total, f"build-lut {config.device}/{plan.space}", enabled=config.progress, done=done
     )
     state = {"spent": 0.0, "measured": 0}
     try:
-        finished = _passes(plan, config, client, journal, groups, bar, state)
+        finished = _passes(plan, config, client, write, journal, groups, bar, state)
     except DeviceError as exc:
         raise DeviceError(
             f"{exc}; {journal.rounds_kept()} measurements are kept in {journal.path}: run the "
@@ -236,9 +226,10 @@ def _passes(
     plan: BuildPlan,
     config: BuildConfig,
     client: Any,
+    write: Optional[ModelWriter],
     journal: Journal,
     groups: list[list[Job]],
-    bar: Progress,
+    bar: Any,
     state: dict,
 ) -> bool:
     """Time every group round by round; False if the budget ran out first."""
@@ -260,14 +251,14 @@ def _passes(
                 for kind in ("block", "arch")
                 for c in chunked([j for j in late if j.kind == kind], config.group_size)
             ]
-            bar.grow(sum(JOB_WEIGHT[j.kind] for g in todo for j in g))
+            grow(bar, sum(JOB_WEIGHT[j.kind] for g in todo for j in g))
         for group in todo:
             if state["spent"] >= budget_s:
                 log.warning("device-time budget of %.1f min spent; stopping", config.budget_minutes)
                 return False
             extra = "" if index < timing.rounds else " (extra, for models whose rounds disagree)"
-            bar.set_note(f"round {index + 1}, {group[-1].kind}s{extra}")
-            state["spent"] += _measure_group(plan, config, client, journal, group, index)
+            bar.set_postfix_str(f"round {index + 1}, {group[-1].kind}s{extra}")
+            state["spent"] += _measure_group(plan, config, client, write, journal, group, index)
             state["measured"] += len(group)
             bar.update(sum(JOB_WEIGHT[j.kind] for j in group))
     return True
@@ -277,13 +268,14 @@ def _measure_group(
     plan: BuildPlan,
     config: BuildConfig,
     client: Any,
+    write: Optional[ModelWriter],
     journal: Journal,
     group: list[Job],
     index: int,
 ) -> float:
     """Time one round of a group and journal it; returns the device seconds spent."""
     # host work, before the device is busy
-    models = [job_model(plan, job, config.precision, config.fmt) for job in group]
+    models = [job_model(plan, job, config.precision, config.fmt, write) for job in group]
     timing = config.arch_timing if group[0].kind == "arch" else config.block_timing
     result = time_models(client, models, timing)
     jobs = [

@@ -9,11 +9,13 @@ what lets a resumed build recognise the groups it has finished.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
 from hwnas.blocks.specs import BlockSpec, ConvSpec, parse_key
 from hwnas.errors import UserError
+from hwnas.graph.nodes import Graph
 from hwnas.lut.plan import BuildPlan
 
 JOB_WEIGHT = {"block": 1.0, "null": 1.0, "arch": 3.0}  # relative device time, for progress/ETA
@@ -69,10 +71,14 @@ def plan_groups(plan: BuildPlan, n_archs: int, seed: int, group_size: int = 12) 
 
 PRECISION_SPACES = ("fbnet", "ib-channel")  # spaces whose ops the quantized writers cover
 
+ModelWriter = Callable[[Graph, str, str], bytes]
+"""``(graph, precision, fmt) -> model bytes``: what a build asks for models other than fp32 ONNX.
+The run layer passes :func:`hwnas.runs.models.graph_model` (quantization parameters + writers)."""
+
 
 def check_precision(space: str, precision: str, fmt: str) -> None:
     """Refuse precision/format combinations a build cannot generate models for."""
-    from hwnas.quant.precision_models import FORMATS, PRECISIONS
+    from hwnas.graph.blocks import FORMATS, PRECISIONS
 
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
@@ -85,12 +91,18 @@ def check_precision(space: str, precision: str, fmt: str) -> None:
         )
 
 
-def job_model(plan: BuildPlan, job: Job, precision: str = "fp32", fmt: str = "onnx") -> bytes:
+def job_model(
+    plan: BuildPlan,
+    job: Job,
+    precision: str = "fp32",
+    fmt: str = "onnx",
+    write: Optional[ModelWriter] = None,
+) -> bytes:
     """Model bytes of a job at ``precision`` as ``fmt``.
 
     fp32 ONNX block files come from the export cache and networks are stitched from them; other
-    precisions/formats come from :mod:`hwnas.quant.precision_models` (a whole network is written
-    as one graph, so an int8 network has no quantize/dequantize pair at every block boundary).
+    precisions/formats are block graphs (or one graph of a whole network, so an int8 network has
+    no quantize/dequantize pair at every block boundary) written by ``write``.
     """
     if (precision, fmt) == ("fp32", "onnx"):
         if job.kind == "arch":
@@ -100,13 +112,14 @@ def job_model(plan: BuildPlan, job: Job, precision: str = "fp32", fmt: str = "on
         from hwnas.blocks.export import spec_to_onnx
 
         return spec_to_onnx(parse_key(job.key))
-    from hwnas.quant.precision_models import graph_model, precision_model
+    if write is None:
+        raise ValueError(f"{precision} {fmt} models need a model writer (hwnas.runs.models)")
+    from hwnas.graph.blocks import check_precision_op
+    from hwnas.graph.lower import network_graph, spec_graph
 
     if job.kind != "arch":
-        return precision_model(parse_key(job.key), precision, fmt)
-    from hwnas.blocks.torch_blocks import build_sequential
-    from hwnas.quant.convert import graph_from_module
-
+        spec = parse_key(job.key)
+        check_precision_op(spec)
+        return write(spec_graph(spec), precision, fmt)
     specs = plan.network(plan.parse_arch(job.key))  # type: ignore[misc]
-    graph = graph_from_module(build_sequential(specs), specs[0].in_shape)
-    return graph_model(graph, precision, fmt)
+    return write(network_graph(specs), precision, fmt)

@@ -36,7 +36,7 @@ from hwnas.lut.metrics import accuracy
 from hwnas.lut.plan import BuildPlan
 from hwnas.lut.schema import LUT
 from hwnas.lut.timing import TimingSettings, chunked, needs_round, robust_stats, time_models
-from hwnas.progress import Progress
+from hwnas.progress import progress_bar
 
 VALIDATION_SEED = 104729  # differs from build-lut's default seed 0
 
@@ -115,7 +115,7 @@ def time_networks(
     rounds: list[list[list[float]]] = [[] for _ in networks]
     spent = 0.0
     every = chunked(list(range(len(networks))), group_size)
-    with Progress(timing.rounds * len(networks), label, enabled=progress) as bar:
+    with progress_bar(timing.rounds * len(networks), label, enabled=progress) as bar:
         for index in range(timing.rounds + timing.max_extra_rounds):
             todo = [i for i in range(len(networks)) if needs_round(rounds[i], index, timing)]
             for chunk in chunked(todo, group_size) if index >= timing.rounds else every:

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from hwnas.graph.nodes import Graph
+from hwnas.graph.qparams import LayerBits, QuantState
 from hwnas.quant.qnet import QuantNet, _key
 from hwnas.quant.quantizers import kl_clip_threshold
 
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 KL_BITS_BELOW = 5  # HAQ: KL-J clipping for b < 5, max|x| otherwise
 KL_MAX_SAMPLES = 200_000
+CALIBRATION_BATCH = 4  # noise images that calibrate int8_state
 
 
 @torch.no_grad()
@@ -75,3 +78,15 @@ def calibrate(net: QuantNet, batches: Iterable[torch.Tensor], seed: int = 0) -> 
         net.quantizers[_key(tensor)].set_range(lo, hi)
         logger.debug("calibrated %s at %d bits: [%.4g, %.4g]", tensor, bits, lo, hi)
     return net
+
+
+def int8_state(graph: Graph, seed: int = 0, w_bits: int = 8) -> QuantState:
+    """A uniform int8 :class:`~hwnas.graph.qparams.QuantState` of ``graph``, calibrated on noise.
+
+    Seeded standard-normal inputs (``CALIBRATION_BATCH`` images): latency does not depend on
+    the values, so this is what per-precision timing models use.
+    """
+    net = QuantNet(graph, {layer.name: LayerBits(w_bits, 8) for layer in graph.layers})
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((CALIBRATION_BATCH, *graph.input_shape[1:]), generator=gen)
+    return calibrate(net, [x]).to_state()

@@ -13,7 +13,7 @@ fp32/int8 boundary (a QuantizeLinear or DequantizeLinear, and layout reorders ar
 islands), which no per-layer entry holds: a FBNet policy with 37 of 56 layers int8 was predicted
 at 1.86 ms and measured 2.48 ms, slower than all-fp32 (2.25 ms). ``hwnas quantize`` therefore
 times the chosen policy end to end and tightens the budget until the *measured* latency fits
-(:func:`hwnas.quant.workflow.hardware_check`).
+(:func:`hwnas.runs.quantize.hardware_check`).
 
 HAQ (Wang et al., CVPR 2019) indexes its cost table as [layer, w_bits, a_bits]; on a runtime the
 latency only depends on the kernel that runs, i.e. on the precision, hence [layer, precision].
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from hwnas.quant.plan import LayerBits
+from hwnas.graph.qparams import LayerBits
 
 
 @dataclass(frozen=True)

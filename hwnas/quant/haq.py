@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hwnas.graph.qparams import LayerBits
 from hwnas.quant.ddpg import DDPGAgent, DDPGConfig
 from hwnas.quant.haq_env import STATE_DIM, HAQEnv
-from hwnas.quant.plan import LayerBits
 
 logger = logging.getLogger(__name__)
 

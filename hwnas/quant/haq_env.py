@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwnas.quant.graph import Conv, Graph
-from hwnas.quant.plan import FLOAT_BITS, LayerBits
+from hwnas.graph.nodes import Conv, Graph
+from hwnas.graph.qparams import FLOAT_BITS, LayerBits
 
 CostFn = Callable[[int, LayerBits], float]
 STATE_DIM = 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hwnas.quant.plan import FLOAT_BITS, LayerBits
+from hwnas.graph.qparams import FLOAT_BITS, LayerBits
 
 
 def plot_bits(path: Path, names: Sequence[str], policy: Sequence[LayerBits], title: str) -> Path:

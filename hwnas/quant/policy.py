@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from hwnas.errors import UserError
-from hwnas.quant.graph import Add, Conv, GlobalPool, Graph, Linear, Shuffle
-from hwnas.quant.plan import LayerBits, TensorQuant, plan_tensors
+from hwnas.graph.nodes import Add, Conv, GlobalPool, Graph, Linear, Shuffle
+from hwnas.graph.qparams import LayerBits, TensorQuant, plan_tensors
 
 SCHEMA_VERSION = 1
 POLICY_KIND = "hwnas-quant-policy"

@@ -1,8 +1,8 @@
-"""The fake-quantized PyTorch model of a :class:`~hwnas.quant.graph.Graph` under a bit policy.
+"""The fake-quantized PyTorch model of a :class:`~hwnas.graph.nodes.Graph` under a bit policy.
 
 ``QuantNet(graph, policy)`` runs the graph's nodes in order with trainable (BN-folded) weights.
 Integer layers fake-quantize their weights (per channel) and bias (int32 grid
-``input_scale * weight_scale``); every tensor that :func:`hwnas.quant.plan.plan_tensors`
+``input_scale * weight_scale``); every tensor that :func:`hwnas.graph.qparams.plan_tensors`
 quantizes passes through its :class:`~hwnas.quant.quantizers.ActQuantizer` right after it is
 produced. This is the model HAQ fine-tunes and scores, and the one exports are checked against:
 ``to_state()`` returns the folded graph with the learned weights and the quantization grids that
@@ -12,46 +12,23 @@ the ONNX and TFLite writers turn into integer tensors.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hwnas.quant.graph import Add, Conv, GlobalPool, Graph, Linear, Shuffle
-from hwnas.quant.plan import (
+from hwnas.graph.nodes import Add, Conv, GlobalPool, Graph, Linear, Shuffle
+from hwnas.graph.qparams import (
     MIN_RANGE,
     LayerBits,
-    TensorPlan,
+    QuantState,
     TensorQuant,
     plan_tensors,
     weight_qmax,
 )
 from hwnas.quant.quantizers import ActQuantizer, fake_quant_weight, round_ste
-
-
-@dataclass(frozen=True)
-class QuantState:
-    """A graph with its quantization: what the exporters need, as plain numpy data.
-
-    Attributes:
-        graph: the folded graph with the current weights.
-        policy: layer name -> bits (layers absent stay float).
-        plan: quantized tensors and aliases.
-        tensors: root tensor name -> grid.
-        clip_ratios: layer name -> weight clip ratio (1.0 = max|w|).
-    """
-
-    graph: Graph
-    policy: Mapping[str, LayerBits]
-    plan: TensorPlan
-    tensors: Mapping[str, TensorQuant]
-    clip_ratios: Mapping[str, float]
-
-    def tensor_quant(self, tensor: str) -> TensorQuant | None:
-        """The grid of ``tensor`` (through aliases), or None if it stays float."""
-        return self.tensors.get(self.plan.root(tensor))
 
 
 def _key(name: str) -> str:

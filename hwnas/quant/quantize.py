@@ -1,10 +1,12 @@
-"""``hwnas quantize``: HAQ mixed precision for a searched network, priced on the real device.
+"""HAQ mixed precision for a searched network, priced with a cost model measured on the device.
 
-The flow (HAQ: Wang et al., CVPR 2019, with measured hardware feedback):
+The flow of ``hwnas quantize`` (HAQ: Wang et al., CVPR 2019, with measured hardware feedback);
+the steps on the device (2 and 5) are the run layer's (:mod:`hwnas.runs.quantize`), the rest is
+here:
 
-1. Load the run directory's network and fold it (:mod:`hwnas.quant.convert`).
+1. Load the run directory's network and fold it (:mod:`hwnas.graph.lower`).
 2. On the device: probe its int8 weight bits, time every layer at fp32 and int8 and the whole
-   network at both (:mod:`hwnas.quant.hardware`), and calibrate the cost model
+   network at both (:mod:`hwnas.runs.measure`), and calibrate the cost model
    (:mod:`hwnas.quant.costs`). int8 is offered only if the int8 network *is* faster there.
 3. Refuse a budget below the cheapest achievable latency (exit 2, saying that latency).
 4. DDPG episodes (:mod:`hwnas.quant.haq`): each policy is walled into the budget, calibrated on
@@ -19,18 +21,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from hwnas.errors import UserError
+from hwnas.graph.qparams import LayerBits
 from hwnas.quant.calibrate import calibrate
 from hwnas.quant.costs import PrecisionCost
 from hwnas.quant.haq import HAQConfig, SearchResult, haq_search
 from hwnas.quant.haq_env import HAQEnv, device_choices, enforce_budget, layer_infos, min_cost
-from hwnas.quant.hardware import MeasureSettings
-from hwnas.quant.plan import LayerBits
 from hwnas.quant.qat import FinetuneConfig, accuracy, finetune
 from hwnas.quant.qnet import QuantNet
 
@@ -40,59 +41,15 @@ METHODS = ("haq",)
 CALIBRATION_IMAGES = 256
 
 
-@dataclass(frozen=True)
-class QuantizeConfig:
-    """Everything ``hwnas quantize`` needs (the CLI builds it; written to the report).
+class HAQSettings(Protocol):
+    """What HAQ reads from a run's configuration (:class:`hwnas.runs.quantize.QuantizeConfig`)."""
 
-    Attributes:
-        run_dir: the search run directory.
-        device: registered device name (must be measurable).
-        latency_ms: the latency budget on that device.
-        method: ``haq``.
-        episodes: HAQ episodes (each one short fine-tune).
-        search_steps: fine-tune SGD steps per episode.
-        final_steps: fine-tune SGD steps of the chosen policy.
-        train_images: train images used for calibration and fine-tuning.
-        val_images: validation images that score a policy.
-        simulate_bits: also offer 2..7-bit integer layers (accuracy simulation; they run and
-            cost as int8 on the device).
-        seed: seeds data subsets, agent and fine-tuning.
-        measure: timing settings on the device.
-        max_repairs: budget tightenings after end-to-end measurement.
-        threads: torch threads for fine-tuning and the agent (None: torch's default).
-        torch_device: where fine-tuning runs (``cpu``, ``cuda``...).
-    """
-
-    run_dir: Path
-    device: str
     latency_ms: float
-    method: str = "haq"
-    episodes: int = 20
-    search_steps: int = 30
-    final_steps: int = 300
-    batch_size: int = 64
-    train_images: int = 4096
-    val_images: int = 1000
-    simulate_bits: bool = False
-    seed: int = 0
-    measure: MeasureSettings = field(default_factory=MeasureSettings)
-    max_repairs: int = 3
-    threads: int | None = 1
-    torch_device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise UserError(f"unknown quantization method {self.method!r}; known: haq")
-        if not self.latency_ms > 0:
-            raise UserError(f"--latency-ms must be positive, got {self.latency_ms}")
-        for name in ("episodes", "train_images", "val_images"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1")
-
-    def to_dict(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k != "measure"}
-        out.update(run_dir=str(self.run_dir), measure=self.measure.to_dict())
-        return out
+    episodes: int
+    search_steps: int
+    batch_size: int
+    seed: int
+    torch_device: str
 
 
 @dataclass(frozen=True)
@@ -139,7 +96,7 @@ def _cost_fn(cost: PrecisionCost) -> Callable[[int, LayerBits], float]:
     return cost.layer_ms
 
 
-def make_evaluator(graph, data: DataTensors, steps: int, config: QuantizeConfig):
+def make_evaluator(graph, data: DataTensors, steps: int, config: HAQSettings):
     """policy -> validation accuracy % after calibration and a short fine-tune (memoised)."""
     names = [layer.name for layer in graph.layers]
     memo: dict[tuple, float] = {}
@@ -155,7 +112,7 @@ def make_evaluator(graph, data: DataTensors, steps: int, config: QuantizeConfig)
 
 
 def quantized_net(
-    graph, policy: dict, data: DataTensors, steps: int, config: QuantizeConfig
+    graph, policy: dict, data: DataTensors, steps: int, config: HAQSettings
 ) -> QuantNet:
     """Calibrated and fine-tuned fake-quantized model of ``graph`` under ``policy``."""
     net = QuantNet(graph, policy).to(config.torch_device)
@@ -169,7 +126,7 @@ def run_search(
     cost: PrecisionCost,
     choices,
     data: DataTensors,
-    config: QuantizeConfig,
+    config: HAQSettings,
     progress: Callable | None = None,
 ) -> tuple[SearchResult, float]:
     """HAQ over ``choices`` under ``config.latency_ms``; returns the result and float accuracy."""

@@ -3,7 +3,7 @@
 Linear quantization as in HAQ (Wang et al., CVPR 2019, ``mit-han-lab/haq``
 ``lib/utils/quantize_utils.py``, re-described, not copied): round to a uniform grid in the forward
 pass, pass the gradient straight through the rounding (STE, Bengio et al. 2013). Two grids, the
-ones :mod:`hwnas.quant.plan` defines and the exporters write:
+ones :mod:`hwnas.graph.qparams` defines and the exporters write:
 
 * weights: symmetric, per output channel, ``scale_c = clip_ratio * max|w_c| / (2**(b-1) - 1)``;
   the scale follows the weights during fine-tuning; ``clip_ratio`` is fixed at calibration;
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.quant.plan import MIN_RANGE, weight_qmax
+from hwnas.graph.qparams import MIN_RANGE, weight_qmax
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,7 @@ def fake_quant_weight(weight: torch.Tensor, bits: int, clip_ratio: float = 1.0) 
 
 
 def fake_quant_act(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bits: int) -> torch.Tensor:
-    """Asymmetric per-tensor fake quantization on the grid of :func:`hwnas.quant.plan.act_qparams`.
+    """Asymmetric per-tensor fake quantization on the grid of :func:`hwnas.graph.qparams.act_qparams`.
 
     ``lo`` and ``hi`` are 0-d tensors (trainable or not); gradients reach them through the scale
     and the zero point (LSQ-style, Esser et al. ICLR 2020) and reach ``x`` inside the range.

@@ -10,8 +10,10 @@ A method is a function ``run(problem, config, hooks) -> SearchResult``:
 It returns its own derived discrete architecture (which may violate a budget: the shared
 repair step in :mod:`hwnas.search.finalize` fixes that, and the report shows both), its
 preferences over the architecture parameters, and a JSON-ready history.
-Register with ``METHODS.add(name, MethodSpec(...))``; the registry-parametrized smoke test then
-runs it on a toy problem.
+Register with ``METHODS.add(name, MethodSpec(...))`` in the method's module, and name that module
+in ``METHODS``' built-in table (the registry imports it by name when the method is first asked
+for; this module never imports a method). The registry-parametrized smoke test then runs it on a
+toy problem.
 """
 
 from __future__ import annotations
@@ -200,17 +202,24 @@ class MethodSpec:
     summary: str
 
 
-METHODS: Registry[MethodSpec] = Registry("search method")
+METHODS: Registry[MethodSpec] = Registry(
+    "search method",
+    builtin={
+        "darts": "hwnas.search.darts",
+        "dca": "hwnas.search.dca",
+        "greedy-admm": "hwnas.search.greedy_admm",
+        "random": "hwnas.search.random",
+        "uniform": "hwnas.search.uniform",
+    },
+)
 
 
 def get_method(name: str) -> MethodSpec:
-    """The method registered as ``name`` (built-ins imported on first use)."""
-    _register_builtin()
+    """The method registered as ``name`` (a built-in's module is imported on first use)."""
     return METHODS.get(name)
 
 
 def list_methods() -> list[str]:
-    _register_builtin()
     return METHODS.names()
 
 
@@ -247,11 +256,3 @@ def check_supported(spec: MethodSpec, name: str, space: Space) -> None:
             f"method {name!r} does not work on space {space.name!r} ({space.relaxation} "
             f"relaxation); it supports: {', '.join(spec.relaxations)}"
         )
-
-
-def _register_builtin() -> None:
-    import hwnas.search.darts
-    import hwnas.search.dca
-    import hwnas.search.greedy_admm
-    import hwnas.search.random
-    import hwnas.search.uniform  # noqa: F401

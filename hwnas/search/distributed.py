@@ -21,8 +21,8 @@ Semantics: a run on N processes computes what one process computes with the same
 The gradient averaging is explicit rather than ``DistributedDataParallel``: a DARTS step runs
 several backward passes per forward (``autograd.grad`` for alpha, the unrolled virtual step, the
 two finite-difference passes) that DDP's reducer does not see. Only rank 0 writes anything:
-followers (:func:`follow_search`) run the data-parallel search stage with read-only checkpoints
-and leave; rank 0 then trains, exports and reports alone.
+followers (:func:`hwnas.runs.search.follow_search`) run the data-parallel search stage with
+read-only checkpoints and leave; rank 0 then trains, exports and reports alone.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -227,29 +226,3 @@ class ReadOnlyCheckpointStore(CheckpointStore):
 
     def remove(self, name: str) -> None:
         return None
-
-
-def follow_search(config: Any, out: Path) -> dict:
-    """A non-zero rank's share of ``hwnas search``: the search stage, nothing written.
-
-    Mirrors rank 0 in :func:`hwnas.search.pipeline.run_search`: waits until rank 0 has set up the
-    run directory, skips the search if rank 0 will (``arch.json`` exists), joins it if the method
-    is data-parallel (its config class says ``data_parallel = True``), and returns
-    ``{"role": "follower"}``; rank 0 trains, exports and reports on its own.
-    """
-    from hwnas.search.api import Hooks, get_method, method_config
-    from hwnas.search.pipeline import build_problem, check_names
-    from hwnas.search.rundir import RunDir
-
-    ctx = current()
-    check_names(config)  # fails exactly where rank 0 fails, before the barrier
-    ctx.barrier()  # rank 0 has created (or found) the run directory
-    rundir = RunDir(out)
-    spec = get_method(config.method)
-    done = rundir.has("arch.json") and rundir.has("search.json")
-    if not done and getattr(spec.config_cls, "data_parallel", False):
-        problem, _, _ = build_problem(config)
-        hooks = Hooks(checkpoint=ReadOnlyCheckpointStore(rundir.checkpoints))
-        spec.run(problem, method_config(spec, config.method_settings), hooks)
-    shutdown()
-    return {"role": "follower", "rank": ctx.rank, "world": ctx.world}

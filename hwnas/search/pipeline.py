@@ -1,13 +1,14 @@
 """``hwnas search`` end to end: resolve, search, retrain, export, verify, report.
 
-1. Resolve names (space, method, device -> latency LUT, verify device) and fail fast on mistakes.
+1. Resolve names (space, method, device -> latency LUT) and fail fast on mistakes.
 2. Load the data (search subset at the search resolution; final subset at the LUT geometry).
 3. Build cost models and constraints; a budget outside the feasible range is a UserError.
 4. Run the method on a proxy (``search_width``, ``search`` budget) -> its own architecture;
    repair it if it violates a budget, fill the budget left if the run asks (``fill``), and
    record all three (:mod:`hwnas.search.finalize`).
 5. Train the derived full-width network from scratch (``final`` budget), evaluate val and test.
-6. Export ``model.onnx`` (batch 1), check it against PyTorch, optionally measure it on a device.
+6. Export ``model.onnx`` (batch 1), check it against PyTorch, optionally measure it on a device
+   (through a function the run layer passes in: nothing here opens a device).
 7. Write the run directory (:mod:`hwnas.search.rundir`) and plots.
 
 Each finished stage leaves files, and unfinished stages leave checkpoints, so an interrupted run
@@ -28,7 +29,7 @@ from typing import Any, Optional
 from hwnas.errors import UserError
 from hwnas.search.api import Hooks, SearchData, SearchProblem
 from hwnas.search.config import RunConfig
-from hwnas.search.report import finish, write_plots
+from hwnas.search.report import VerifyONNX, finish, write_plots
 from hwnas.search.rundir import RunDir, environment
 
 log = logging.getLogger(__name__)
@@ -46,17 +47,6 @@ def check_names(config: RunConfig) -> None:
     method_config(spec, config.method_settings)
     if not any(v is not None for v in config.limits().values()):
         raise UserError("give at least one budget: --latency-ms, --flops-m or --params-m")
-    from hwnas.devices.registry import get_device
-
-    if not Path(config.device).is_file():  # a LUT or predictor file may stand for the device
-        get_device(config.device)
-    if config.verify:
-        target = get_device(config.verify_device or config.device)
-        if not target.measurable:
-            raise UserError(
-                f"--verify: {target.name!r} is a reference device (published LUT, no agent) and "
-                f"cannot run the model; add --verify-device local (or another registered device)"
-            )
 
 
 def run_search(
@@ -65,6 +55,7 @@ def run_search(
     progress: Optional[Progress] = None,
     resume: bool = False,
     stop_requested: Optional[Callable[[], bool]] = None,
+    verify_onnx: VerifyONNX = None,
 ) -> dict:
     """Run (or resume) one search into the run directory ``out``; returns the report.
 
@@ -74,18 +65,20 @@ def run_search(
         progress: ``progress(stage, done, total, status)`` after every step.
         resume: continue the run in ``out`` (its ``config.json`` must be ``config``).
         stop_requested: polled after every step; True checkpoints and raises KeyboardInterrupt.
+        verify_onnx: measures ``model.onnx`` on a device for ``--verify`` (made by the run layer,
+            :func:`hwnas.runs.search.run_search`, which also starts the other torchrun ranks).
     """
     import torch
 
     t_start = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
-    from hwnas.search.distributed import follow_search, init_from_env
+    from hwnas.search.distributed import init_from_env
 
-    dist = init_from_env()  # under torchrun: one process per rank (no-op otherwise)
-    if not dist.is_main:  # only rank 0 writes; the others join a data-parallel search
-        return follow_search(config, Path(out))
+    dist = init_from_env()  # under torchrun: rank 0 (the run layer sends the others elsewhere)
     check_names(config)
+    if config.verify and verify_onnx is None:
+        raise ValueError("--verify needs a device to measure on: run through hwnas.runs.search")
     rundir = RunDir(out)
     _start_rundir(rundir, config, resume)
     dist.barrier()  # followers read the run directory once it is set up
@@ -96,7 +89,7 @@ def run_search(
     arch, search_seconds = _search_stage(config, problem, rundir, hooks["search"])
     _record_classes(rundir, final_splits.num_classes)
     model, train_info = _final_stage(config, problem, arch, final_splits, rundir, hooks["final"])
-    report = finish(config, problem, arch, model, final_splits, rundir, predictor)
+    report = finish(config, problem, arch, model, final_splits, rundir, predictor, verify_onnx)
     report.update(
         derivation=rundir.read_json("search.json", "hwnas-search-history")["derivation"],
         search_seconds=search_seconds,

@@ -8,6 +8,7 @@ and notes on what the numbers mean. The pipeline adds the seconds of each stage.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Optional
 
 from hwnas.search.api import SearchProblem
@@ -15,10 +16,17 @@ from hwnas.search.config import RunConfig
 from hwnas.search.rundir import RunDir
 
 PARITY_TOLERANCE = 1e-3
+VerifyONNX = Optional[Callable[[bytes, Optional[float]], dict]]
 
 
-def finish(config, problem, arch, model, splits, rundir: RunDir, predictor) -> dict:
-    """Evaluate, export, check, verify: everything of ``report.json`` but the seconds."""
+def finish(
+    config, problem, arch, model, splits, rundir: RunDir, predictor, verify_onnx: VerifyONNX = None
+) -> dict:
+    """Evaluate, export, check, verify: everything of ``report.json`` but the seconds.
+
+    ``verify_onnx(onnx_bytes, predicted_ms) -> dict`` measures the exported model on a device for
+    ``--verify``; the run layer (:mod:`hwnas.runs.search`) makes it, the search never opens one.
+    """
     from hwnas.blocks.export import check_onnx_parity, export_onnx
     from hwnas.search.trainer import evaluate
 
@@ -34,7 +42,7 @@ def finish(config, problem, arch, model, splits, rundir: RunDir, predictor) -> d
     if not diff <= PARITY_TOLERANCE:
         raise RuntimeError(f"exported ONNX differs from PyTorch by {diff} (> {PARITY_TOLERANCE})")
     costs = problem.arch_costs(arch)
-    verify = _verify(config, onnx_bytes, costs.get("latency_ms")) if config.verify else None
+    verify = verify_onnx(onnx_bytes, costs.get("latency_ms")) if config.verify else None
     same_device = verify is not None and verify["device"] == config.device
     constraints = [
         {
@@ -62,34 +70,6 @@ def finish(config, problem, arch, model, splits, rundir: RunDir, predictor) -> d
         "verify": verify,
         "budget": _budget(config, problem, splits),
         "notes": _notes(config, predictor),
-    }
-
-
-def _verify(config: RunConfig, onnx_bytes: bytes, predicted_ms: Optional[float]) -> dict:
-    from hwnas.devices.connect import open_device
-    from hwnas.devices.registry import get_device
-
-    device = get_device(config.verify_device or config.device)
-    with open_device(device) as client:
-        m = client.measure(
-            onnx_bytes,
-            warmup=10,
-            repeats=config.verify_repeats,
-            core=device.core,
-            runtime=device.runtime,
-        )
-    s = m.stats.to_dict()
-    same = device.name == config.device
-    return {
-        "device": device.name,
-        **s,
-        "runtime": m.runtime,
-        "fingerprint": m.fingerprint,
-        "predicted_ms": predicted_ms if same else None,
-        "note": None
-        if same
-        else f"measured on {device.name}; the prediction is for "
-        f"{config.device} (different hardware)",
     }
 
 

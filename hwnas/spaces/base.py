@@ -140,7 +140,15 @@ class Space(ABC):
         return {"space": self.name, "relaxation": self.relaxation, **self.config.to_dict()}
 
 
-SPACES: Registry[type[Space]] = Registry("space")
+SPACES: Registry[type[Space]] = Registry(
+    "space",
+    builtin={
+        "darts": "hwnas.spaces.darts",
+        "fbnet": "hwnas.spaces.fbnet",
+        "ib-channel": "hwnas.spaces.ib_channel",
+    },
+)
+"""Each space's module registers its class (``@SPACES.register``); this module never imports them."""
 
 
 def create_space(name: str, config: Optional[SpaceConfig] = None) -> Space:
@@ -150,17 +158,8 @@ def create_space(name: str, config: Optional[SpaceConfig] = None) -> Space:
 
 def space_class(name: str) -> type[Space]:
     """The class registered as ``name`` (for class-level facts such as ``relaxation``)."""
-    _register_builtin()
     return SPACES.get(name)
 
 
 def list_spaces() -> list[str]:
-    _register_builtin()
     return SPACES.names()
-
-
-def _register_builtin() -> None:
-    """Import the built-in space modules (each registers itself once on import)."""
-    import hwnas.spaces.darts
-    import hwnas.spaces.fbnet
-    import hwnas.spaces.ib_channel  # noqa: F401

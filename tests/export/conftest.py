@@ -1,18 +1,8 @@
-"""Fixtures for the export tests (shared with the quantization tests)."""
+"""Fixtures for the export tests."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-from tests.quant.trained_run import trained_run
-
-
-@pytest.fixture(scope="session")
-def trained_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trained FBNet (width 0.25, 16 px, digits) run directory, built once per session."""
-    return trained_run(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture(autouse=True)

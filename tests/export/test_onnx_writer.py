@@ -12,11 +12,11 @@ import torch
 
 from hwnas.blocks.torch_blocks import build_sequential
 from hwnas.export.onnx_writer import DISABLED_OPTIMIZERS, graph_to_onnx
+from hwnas.graph.lower import graph_from_module
+from hwnas.graph.qparams import LayerBits
 from hwnas.quant.calibrate import calibrate
-from hwnas.quant.convert import graph_from_module
-from hwnas.quant.hardware import PROBE_CHANNELS, _saturation_probe_onnx
-from hwnas.quant.plan import LayerBits
 from hwnas.quant.qnet import QuantNet, numpy_forward
+from hwnas.runs.measure import PROBE_CHANNELS, _saturation_probe_onnx
 from tests.quant.conftest import SMALL_SPECS
 
 

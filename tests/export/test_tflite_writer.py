@@ -9,9 +9,9 @@ import torch
 from hwnas.blocks.torch_blocks import build_sequential
 from hwnas.export.tflite_writer import graph_to_tflite
 from hwnas.export.verify import run_tflite, tflite_interpreter_class
+from hwnas.graph.lower import graph_from_module
+from hwnas.graph.qparams import LayerBits
 from hwnas.quant.calibrate import calibrate
-from hwnas.quant.convert import graph_from_module
-from hwnas.quant.plan import LayerBits
 from hwnas.quant.qnet import QuantNet, numpy_forward
 from tests.quant.conftest import SMALL_SPECS
 

@@ -23,6 +23,7 @@ from hwnas.lut.resolve import resolve_lut
 from hwnas.lut.schema import load_lut
 from hwnas.lut.timing import TimingSettings
 from hwnas.paths import user_luts_dir
+from hwnas.runs.lut import build_lut_on_device
 from tests.lut.fakes import FINGERPRINT, FakeClient
 
 PLAN = get_plan("fbnet", quick=True)
@@ -174,7 +175,7 @@ def test_resume_on_another_device_is_refused(tmp_path: Path) -> None:
 
 def test_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="reference LUT"):
-        build_lut(BuildConfig(device="pi4", out=tmp_path / "x.json"))
+        build_lut_on_device(BuildConfig(device="pi4", out=tmp_path / "x.json"))
     with pytest.raises(UserError, match="statistic"):
         build_lut(_config(tmp_path, statistic="mean"), client=FakeClient(fake_latency))
     with pytest.raises(UserError, match="nothing to resume"):

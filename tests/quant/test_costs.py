@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from hwnas.graph.qparams import LayerBits
 from hwnas.quant.costs import calibrated_cost
-from hwnas.quant.plan import LayerBits
 
 FP32, INT8 = LayerBits(32, 32), LayerBits(8, 8)
 

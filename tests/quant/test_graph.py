@@ -1,4 +1,4 @@
-"""``hwnas.quant.graph`` and ``hwnas.quant.convert``: BN folding and graph semantics."""
+"""``hwnas.graph.nodes`` and ``hwnas.graph.lower``: BN folding and graph semantics."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from torch import nn
 from hwnas.blocks.specs import ConvSpec, DilConvSpec, IBSpec
 from hwnas.blocks.torch_blocks import build_module, build_sequential
 from hwnas.errors import UserError
-from hwnas.quant.convert import fold_conv_bn, graph_from_module
-from hwnas.quant.graph import Add, Conv, Graph, Linear, Shuffle, reference_forward
+from hwnas.graph.lower import fold_conv_bn, graph_from_module
+from hwnas.graph.nodes import Add, Conv, Graph, Linear, Shuffle, reference_forward
 from tests.quant.conftest import SMALL_SPECS
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hwnas.graph.qparams import LayerBits
 from hwnas.quant.ddpg import DDPGAgent, DDPGConfig, ReplayMemory
 from hwnas.quant.haq import HAQConfig, haq_search, random_search
 from hwnas.quant.haq_env import BitChoices, HAQEnv, LayerInfo
-from hwnas.quant.plan import LayerBits
 
 # 8 layers: "sensitivity" s_l and size p_l; fake accuracy = 100 - 100 * sum s_l 4^-bits_l,
 # cost = sum p_l * bits_l, budget = half the 8-bit cost (METHODS.md 6.5)

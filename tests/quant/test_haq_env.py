@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwnas.blocks.torch_blocks import build_sequential
-from hwnas.quant.convert import graph_from_module
+from hwnas.graph.lower import graph_from_module
+from hwnas.graph.qparams import LayerBits
 from hwnas.quant.haq_env import (
     STATE_DIM,
     BitChoices,
@@ -19,7 +20,6 @@ from hwnas.quant.haq_env import (
     layer_infos,
     min_cost,
 )
-from hwnas.quant.plan import LayerBits
 from tests.quant.conftest import SMALL_SPECS
 
 

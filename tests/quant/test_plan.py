@@ -1,13 +1,13 @@
-"""``hwnas.quant.plan``: which tensors an integer runtime needs quantized, at which bits."""
+"""``hwnas.graph.qparams``: which tensors an integer runtime needs quantized, at which bits."""
 
 from __future__ import annotations
 
 import pytest
 
 from hwnas.blocks.torch_blocks import build_sequential
-from hwnas.quant.convert import graph_from_module
-from hwnas.quant.graph import Add, GlobalPool, Shuffle
-from hwnas.quant.plan import LayerBits, act_qparams, plan_tensors
+from hwnas.graph.lower import graph_from_module
+from hwnas.graph.nodes import Add, GlobalPool, Shuffle
+from hwnas.graph.qparams import LayerBits, act_qparams, plan_tensors
 from tests.quant.conftest import SMALL_SPECS
 
 

@@ -8,9 +8,9 @@ import torch
 
 from hwnas.blocks.torch_blocks import build_sequential
 from hwnas.errors import UserError
+from hwnas.graph.lower import graph_from_module
+from hwnas.graph.qparams import LayerBits
 from hwnas.quant.calibrate import calibrate
-from hwnas.quant.convert import graph_from_module
-from hwnas.quant.plan import LayerBits
 from hwnas.quant.policy import load_policy, load_state, save_policy, save_state
 from hwnas.quant.qat import FinetuneConfig, accuracy, finetune
 from hwnas.quant.qnet import QuantNet, numpy_forward

@@ -9,14 +9,15 @@ import shutil
 import pytest
 
 from hwnas.cli import main
+from hwnas.graph.lower import graph_from_module
+from hwnas.graph.qparams import LayerBits
 from hwnas.lut.schema import load_lut
-from hwnas.quant.convert import graph_from_module
 from hwnas.quant.costs import calibrated_cost
 from hwnas.quant.haq_env import device_choices
-from hwnas.quant.plan import LayerBits
 from hwnas.quant.policy import load_policy
-from hwnas.quant.quantize import QuantizeConfig, load_data, run_search
-from hwnas.quant.rundir import load_run
+from hwnas.quant.quantize import load_data, run_search
+from hwnas.runs.quantize import QuantizeConfig
+from hwnas.runs.rundir import load_run
 
 QUICK = [
     "--episodes",

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwnas.quant.plan import act_qparams, quantize_weight, weight_scales
+from hwnas.graph.qparams import act_qparams, quantize_weight, weight_scales
 from hwnas.quant.quantizers import (
     ActQuantizer,
     fake_quant_act,

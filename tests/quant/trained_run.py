@@ -2,7 +2,7 @@
 
 FBNet at width 0.25 and 16 x 16 input (the space's full 22-block structure: grouped 1x1 convs,
 channel shuffles, depthwise convs, residuals, skips), trained for a few epochs on scikit-learn's
-digits, written with :func:`hwnas.quant.rundir.write_run`. Built once per test session.
+digits, written with :func:`hwnas.runs.rundir.write_run`. Built once per test session.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def trained_run(root: Path) -> Path:
 
     from hwnas.data import DataConfig, load_dataset
     from hwnas.quant.qat import torch_threads
-    from hwnas.quant.rundir import write_run
+    from hwnas.runs.rundir import write_run
     from hwnas.spaces.base import SpaceConfig, create_space
 
     space = create_space("fbnet", SpaceConfig(resolution=RESOLUTION, num_classes=10))

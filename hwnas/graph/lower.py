@@ -1,4 +1,4 @@
-"""PyTorch network -> :class:`hwnas.quant.graph.Graph`, folding BatchNorm into the convolutions.
+"""PyTorch network -> :class:`hwnas.graph.nodes.Graph`, folding BatchNorm into the convolutions.
 
 Handles the modules of :mod:`hwnas.blocks.torch_blocks` that FBNet networks are made of: conv +
 BN + activation sequences (stem, head, non-identity skips), inverted bottlenecks (grouped 1x1
@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwnas.blocks.specs import BlockSpec
 from hwnas.blocks.torch_blocks import ChannelShuffle, GlobalAvgPool, InvertedBottleneck
 from hwnas.errors import UserError
-from hwnas.quant.graph import Add, Conv, GlobalPool, Graph, Linear, Node, Shuffle
+from hwnas.graph.nodes import Add, Conv, GlobalPool, Graph, Linear, Node, Shuffle
 
 _ACTS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Identity: "none"}
 
@@ -169,3 +170,17 @@ def _renamed_output(node: Node, out: str) -> Node:
     from dataclasses import replace
 
     return replace(node, out=out)
+
+
+def spec_graph(spec: BlockSpec, seed: int = 0) -> Graph:
+    """The folded graph of block ``spec``'s module (``build_module(spec, seed)``)."""
+    from hwnas.blocks.torch_blocks import build_module
+
+    return graph_from_module(build_module(spec, seed), spec.in_shape)
+
+
+def network_graph(specs: Sequence[BlockSpec]) -> Graph:
+    """The folded graph of a whole network given as block specs (``build_sequential(specs)``)."""
+    from hwnas.blocks.torch_blocks import build_sequential
+
+    return graph_from_module(build_sequential(specs), specs[0].in_shape)

@@ -1,4 +1,4 @@
-"""``hwnas.quant.hardware`` + ``profile``: per-precision measurements on the real local agent."""
+"""``hwnas.runs.measure`` + ``profile``: per-precision measurements on the real local agent."""
 
 from __future__ import annotations
 
@@ -9,18 +9,19 @@ import pytest
 from hwnas.blocks.specs import ConvSpec, FCSpec
 from hwnas.blocks.torch_blocks import build_sequential
 from hwnas.devices.connect import open_device
+from hwnas.graph.blocks import layer_spec
+from hwnas.graph.lower import graph_from_module
+from hwnas.graph.qparams import LayerBits
 from hwnas.lut.schema import load_lut
-from hwnas.quant.convert import graph_from_module
-from hwnas.quant.hardware import (
+from hwnas.quant.profile import cost_from_lut
+from hwnas.runs.measure import (
     PROBE_CHANNELS,
     MeasureSettings,
     _saturation_probe_onnx,
-    layer_spec,
     measure_layer_table,
     probe_int8_weight_bits,
 )
-from hwnas.quant.plan import LayerBits
-from hwnas.quant.profile import cost_from_lut, profile_device
+from hwnas.runs.profile import profile_device
 from tests.quant.conftest import SMALL_SPECS
 
 FAST = MeasureSettings(warmup=1, repeats=3)

@@ -1,4 +1,9 @@
-"""``quantize_run``: the whole ``hwnas quantize`` command as one library call (see quantize.py).
+"""``quantize_run``: the whole ``hwnas quantize`` command as one library call.
+
+The run layer's part of HAQ (:mod:`hwnas.quant.quantize` is the algorithm): open the device,
+measure the network's precision profile there (:mod:`hwnas.runs.profile`), hand HAQ the cost
+model, time the chosen policy end to end (tightening it while it misses the budget), fine-tune,
+and write the files.
 
 Files written into the run directory:
 
@@ -24,14 +29,13 @@ from typing import Any
 from hwnas.devices.connect import open_device
 from hwnas.devices.registry import get_device
 from hwnas.errors import UserError
-from hwnas.quant.hardware import layer_spec, measure_network
-from hwnas.quant.plan import policy_bits_summary
+from hwnas.graph.blocks import layer_spec
+from hwnas.graph.qparams import policy_bits_summary
 from hwnas.quant.plots import plot_bits, plot_policies
 from hwnas.quant.policy import save_policy, save_state
-from hwnas.quant.profile import profile_device
 from hwnas.quant.qat import accuracy, torch_threads
 from hwnas.quant.quantize import (
-    QuantizeConfig,
+    METHODS,
     check_budget,
     load_data,
     offered_choices,
@@ -39,10 +43,68 @@ from hwnas.quant.quantize import (
     repair_policy,
     run_search,
 )
+from hwnas.runs.measure import MeasureSettings, measure_network
+from hwnas.runs.profile import profile_device
+from hwnas.runs.rundir import update_run_report
 
 logger = logging.getLogger(__name__)
 
 REPORT_KIND = "hwnas-quant-report"
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Everything ``hwnas quantize`` needs (the CLI builds it; written to the report).
+
+    Attributes:
+        run_dir: the search run directory.
+        device: registered device name (must be measurable).
+        latency_ms: the latency budget on that device.
+        method: ``haq``.
+        episodes: HAQ episodes (each one short fine-tune).
+        search_steps: fine-tune SGD steps per episode.
+        final_steps: fine-tune SGD steps of the chosen policy.
+        train_images: train images used for calibration and fine-tuning.
+        val_images: validation images that score a policy.
+        simulate_bits: also offer 2..7-bit integer layers (accuracy simulation; they run and
+            cost as int8 on the device).
+        seed: seeds data subsets, agent and fine-tuning.
+        measure: timing settings on the device.
+        max_repairs: budget tightenings after end-to-end measurement.
+        threads: torch threads for fine-tuning and the agent (None: torch's default).
+        torch_device: where fine-tuning runs (``cpu``, ``cuda``...).
+    """
+
+    run_dir: Path
+    device: str
+    latency_ms: float
+    method: str = "haq"
+    episodes: int = 20
+    search_steps: int = 30
+    final_steps: int = 300
+    batch_size: int = 64
+    train_images: int = 4096
+    val_images: int = 1000
+    simulate_bits: bool = False
+    seed: int = 0
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    max_repairs: int = 3
+    threads: int | None = 1
+    torch_device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown quantization method {self.method!r}; known: haq")
+        if not self.latency_ms > 0:
+            raise UserError(f"--latency-ms must be positive, got {self.latency_ms}")
+        for name in ("episodes", "train_images", "val_images"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1")
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "measure"}
+        out.update(run_dir=str(self.run_dir), measure=self.measure.to_dict())
+        return out
 
 
 def device_format(runtime: str | None) -> str:
@@ -76,8 +138,8 @@ class _Outcome:
 
 
 def _quantize_run(config: QuantizeConfig, progress: Callable[[str], None] | None) -> dict:
-    from hwnas.quant.convert import graph_from_module
-    from hwnas.quant.rundir import load_run
+    from hwnas.graph.lower import graph_from_module
+    from hwnas.runs.rundir import load_run
 
     say = progress or (lambda message: None)
     start = time.perf_counter()
@@ -270,13 +332,3 @@ def _write_files(run_dir: Path, graph, profile, policy, net, report: dict) -> No
         "quantization",
         {k: report[k] for k in ("method", "device", "constraints", "accuracy", "policy")},
     )
-
-
-def update_run_report(run_dir: Path, key: str, value: object) -> None:
-    """Set ``report.json[key] = value`` in the run directory (created if missing)."""
-    path = run_dir / "report.json"
-    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    doc[key] = value
-    tmp = path.with_name(".report.json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, allow_nan=False), encoding="utf-8")
-    tmp.replace(path)

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from hwnas.cli import main
-from hwnas.export.api import ExportConfig, export_run
+from hwnas.graph.lower import graph_from_module
+from hwnas.graph.qparams import LayerBits
 from hwnas.quant.calibrate import calibrate
-from hwnas.quant.convert import graph_from_module
-from hwnas.quant.hardware import MeasureSettings
-from hwnas.quant.plan import LayerBits
 from hwnas.quant.policy import save_state
 from hwnas.quant.qnet import QuantNet
-from hwnas.quant.rundir import load_run
+from hwnas.runs.export import ExportConfig, export_run
+from hwnas.runs.measure import MeasureSettings
+from hwnas.runs.rundir import load_run
 
 FAST = MeasureSettings(warmup=2, repeats=5)
 

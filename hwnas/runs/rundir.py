@@ -162,3 +162,13 @@ def write_run(
         json.dumps(report or {"space": space, "arch": arch_text}, indent=2)
     )
     return path
+
+
+def update_run_report(run_dir: Path, key: str, value: object) -> None:
+    """Set ``report.json[key] = value`` in the run directory (created if missing)."""
+    path = run_dir / "report.json"
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    doc[key] = value
+    tmp = path.with_name(".report.json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, allow_nan=False), encoding="utf-8")
+    tmp.replace(path)

@@ -1,4 +1,4 @@
-"""``hwnas.quant.rundir``: run directories written and read back."""
+"""``hwnas.runs.rundir``: run directories written and read back."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from hwnas.data import DataConfig
 from hwnas.errors import UserError
-from hwnas.quant.rundir import load_run, load_weights
+from hwnas.runs.rundir import load_run, load_weights
 
 
 def test_trained_run_loads_back_identically(trained_run_dir) -> None:

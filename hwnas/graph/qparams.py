@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwnas.quant.graph import Add, GlobalPool, Graph, Shuffle, node_inputs
+from hwnas.graph.nodes import Add, GlobalPool, Graph, Shuffle, node_inputs
 
 FLOAT_BITS = 32
 MIN_RANGE = 1e-6
@@ -129,6 +129,29 @@ class TensorPlan:
     def tensor_bits(self, tensor: str) -> int | None:
         """Bits of ``tensor`` (through its alias), or None if it stays float."""
         return self.bits.get(self.root(tensor))
+
+
+@dataclass(frozen=True)
+class QuantState:
+    """A graph with its quantization: what the exporters need, as plain numpy data.
+
+    Attributes:
+        graph: the folded graph with the current weights.
+        policy: layer name -> bits (layers absent stay float).
+        plan: quantized tensors and aliases.
+        tensors: root tensor name -> grid.
+        clip_ratios: layer name -> weight clip ratio (1.0 = max|w|).
+    """
+
+    graph: Graph
+    policy: Mapping[str, LayerBits]
+    plan: TensorPlan
+    tensors: Mapping[str, TensorQuant]
+    clip_ratios: Mapping[str, float]
+
+    def tensor_quant(self, tensor: str) -> TensorQuant | None:
+        """The grid of ``tensor`` (through aliases), or None if it stays float."""
+        return self.tensors.get(self.plan.root(tensor))
 
 
 def plan_tensors(graph: Graph, policy: Mapping[str, LayerBits]) -> TensorPlan:

@@ -1,4 +1,4 @@
-"""``hwnas.quant.precision_models``: one block at fp32/fp16/int8 as ONNX and TFLite files."""
+"""``hwnas.runs.models``: one block at fp32/fp16/int8 as ONNX and TFLite files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hwnas.blocks.specs import ConvSpec, FCSpec, IBSpec, PoolSpec, SkipSpec
 from hwnas.errors import UserError
 from hwnas.export.verify import tflite_interpreter_class
-from hwnas.quant.precision_models import precision_model
+from hwnas.runs.models import precision_model
 
 SPECS = [
     IBSpec.fbnet(8, 16, 16, 3, 1, 3, 2),

@@ -1,9 +1,12 @@
-"""Hardware feedback for HAQ: per-layer latency at each precision, measured through the agent.
+"""Measuring models on a device for quantization and export: layer tables, networks, int8 probe.
+
+Hardware feedback for HAQ (per-layer latency at each precision) is measured here, in the run
+layer, and handed to :mod:`hwnas.quant` as a cost model; quantization itself never sees a device.
 
 HAQ (Wang et al., CVPR 2019) prices a bitwidth policy with what each layer costs on the target
 hardware. Here that is a LUT measured on the device: every conv/linear layer of the network,
-as a standalone model (conv + folded BN + activation, :func:`layer_spec`), timed at each precision
-the runtime can run (:mod:`hwnas.quant.precision_models`). Whole uniform networks are timed too,
+as a standalone model (conv + folded BN + activation, :func:`~hwnas.graph.blocks.layer_spec`), timed at each precision
+the runtime can run (:mod:`hwnas.runs.models`). Whole uniform networks are timed too,
 because standalone layers miss what fusion and Q/DQ boundaries do to a real network; the cost
 model (:mod:`hwnas.quant.costs`) uses them to calibrate the per-layer sums.
 
@@ -21,9 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwnas.blocks.specs import BlockSpec, ConvSpec, FCSpec
 from hwnas.devices.client import AgentClient, Measurement
-from hwnas.quant.graph import Conv, Graph, Layer
+from hwnas.export.api import network_bytes, runtime_options
+from hwnas.graph.blocks import layer_spec
+from hwnas.graph.nodes import Graph
+from hwnas.graph.qparams import QuantState
 
 logger = logging.getLogger(__name__)
 
@@ -46,23 +51,6 @@ class MeasureSettings:
             "threads": self.threads,
             "core": self.core,
         }
-
-
-def layer_spec(graph: Graph, layer: Layer) -> BlockSpec:
-    """The block spec timed for ``layer``: a ConvSpec (conv + BN + act) or an FCSpec."""
-    if isinstance(layer, Conv):
-        _, c, h, w = graph.shapes[layer.inp]
-        return ConvSpec(
-            h=h,
-            w=w,
-            cin=c,
-            cout=layer.cout,
-            kernel=layer.kernel,
-            stride=layer.stride,
-            groups=layer.groups,
-            act=layer.act,
-        )
-    return FCSpec(h=1, w=1, cin=int(layer.weight.shape[1]), cout=int(layer.weight.shape[0]))
 
 
 def measure_model(
@@ -102,7 +90,7 @@ def measure_layer_table(
     Returns:
         ``{(spec key, precision): {"median_ms", "p10_ms", "p90_ms", "n"}}``.
     """
-    from hwnas.quant.precision_models import precision_model
+    from hwnas.runs.models import precision_model
 
     table = dict(known or {})
     specs = {layer_spec(graph, layer).key(): layer_spec(graph, layer) for layer in graph.layers}
@@ -180,28 +168,12 @@ def _saturation_probe_onnx() -> bytes:
     return model.SerializeToString()
 
 
-def network_bytes(graph: Graph, state: object | None, fmt: str) -> bytes:
-    """The deployable file of ``graph`` (float) or ``state`` (quantized) in format ``fmt``."""
-    if fmt == "onnx":
-        from hwnas.export.onnx_writer import graph_to_onnx
-
-        return graph_to_onnx(graph, state, "fp32" if state is None else "mixed")
-    from hwnas.export.tflite_writer import graph_to_tflite
-
-    return graph_to_tflite(graph, state)
-
-
-def runtime_options(fmt: str, quantized: bool) -> dict | None:
-    """Session options a quantized ONNX model needs to keep its float layers float."""
-    if fmt == "onnx" and quantized:
-        from hwnas.export.onnx_writer import DISABLED_OPTIMIZERS
-
-        return {"disabled_optimizers": list(DISABLED_OPTIMIZERS)}
-    return None
-
-
 def measure_network(
-    client: AgentClient, graph: Graph, state: object | None, fmt: str, settings: MeasureSettings
+    client: AgentClient,
+    graph: Graph,
+    state: QuantState | None,
+    fmt: str,
+    settings: MeasureSettings,
 ) -> Measurement:
     """Time the whole network (float, or quantized as ``state``) on the device."""
     data = network_bytes(graph, state, fmt)
