@@ -249,7 +249,7 @@ def _provenance(csv_path: Path, sha256: str, n: int, residual: float, skip_coef)
         "derivation": (
             "least squares of end-to-end latency on one indicator per distinct block-spec key "
             "(shared across positions) plus an intercept, skip as reference per position; "
-            f"max |residual| {residual:.3g} ms over {n} architectures"
+            f"max |residual| below {TOLERANCE_MS:g} ms (rounding) over {n} architectures"
         ),
         "convention": CONVENTION,
         "skip_cost_model": {
