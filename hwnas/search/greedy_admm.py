@@ -5,36 +5,50 @@ Single-level problem: minimise ``L_train(w, alpha)`` over weights and architectu
 jointly, subject to ``sum_i h_ci ||alpha_i||_0 <= r_c`` for every constraint c. One copy
 ``beta_c`` of alpha and one dual variable ``m_c`` per constraint; one ADMM iteration per step:
 
-1. beta-step (closed form, per constraint): ``v = alpha + m_c / rho``; keep the entries that
-   maximise ``sum theta_i v_i^2`` under ``sum h_ci theta_i <= r_c`` (the slides' "argmin" is a
-   sign typo, METHODS.md §1.2) and set ``beta_c = theta * v``. The knapsack is solved greedily:
-   on channel spaces the 0-1 knapsack over middle channels with a per-block setup cost and the
-   one-channel-per-block guard (:func:`~hwnas.search.knapsack.greedy_knapsack`); on layer-wise
-   spaces, where a layer holds exactly one op, the multiple-choice knapsack solved by the
-   incremental-efficiency greedy on each layer's convex hull
-   (:func:`~hwnas.search.knapsack.greedy_mckp`).
+1. beta-step (closed form, per constraint): ``v = alpha + m_c / rho``; keep the entries of
+   largest total value under ``sum h_ci theta_i <= r_c`` and set ``beta_c = theta * v``. The
+   slides' value of an entry is ``v_i^2`` (their "argmin" is a sign typo, METHODS.md §1.2).
+   Here it is the loss's own preference [R], :func:`~hwnas.search.admm_values.knapsack_values`:
+   both supernets make the loss blind to a common scale of one block's (layer's) gates (BN
+   after the gated projection; per-layer L1 mixing), so ``v_i^2`` ranked blocks by a scale set
+   by the initial value and the penalty, not the loss. Channel spaces use the Fisher (OBD)
+   saliency ``F_i v_i^2``, layer-wise spaces ``v^2`` in the layer's mixing proportions. The
+   knapsacks are solved greedily: on channel spaces the 0-1 knapsack over middle channels with
+   a per-block setup cost and the one-channel-per-block guard
+   (:func:`~hwnas.search.knapsack.greedy_knapsack`); on layer-wise spaces the multiple-choice
+   knapsack (:func:`~hwnas.search.knapsack.greedy_mckp`).
 2. (w, alpha)-step: one SGD step on ``CE + sum_c rho/2 ||alpha - beta_c + m_c/rho||^2`` (for
    alpha, the quadratic penalty is stepped exactly: :func:`admm_alpha_step`).
 3. dual step: ``m_c += rho (alpha - beta_c)``; rho grows geometrically to ``rho_max`` [R].
 
 alpha are gates: the supernet multiplies each op's (layer-wise) or middle channel's (channel-wise)
-output by its alpha. The first ``warmup_steps`` train w and alpha on the loss alone. At the end the
-architecture is derived (channel spaces: channels kept by every beta_c; layer-wise: the op most
-beta_c select, ties broken by alpha^2); the pipeline repairs it if needed and optionally fills
-the budget left, ranking changes by alpha^2 (:mod:`hwnas.search.finalize`).
+output by its alpha. The first ``warmup_steps`` train w and alpha on the loss alone. At the end
+:func:`derive_own` derives the method's own architecture, which meets every constraint by
+construction (channel spaces: the channels kept by every beta_c; layer-wise: a last beta-step,
+jointly against all constraints when there are several); the pipeline then fills the budget left
+if the run asks, ranking changes by the same values (:mod:`hwnas.search.finalize`).
+``train_alpha=False`` is the null-alpha control.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from hwnas.costs.tables import ChoiceTable, CostTable
+from hwnas.costs.tables import CostTable
+from hwnas.search.admm_values import (
+    arch_from_start,
+    goal_arch,
+    knapsack_step,
+    knapsack_values,
+    mixing_weights,
+    own_start,
+)
 from hwnas.search.api import METHODS, Hooks, MethodSpec, SearchProblem, SearchResult, Tried
 from hwnas.search.checkpoint import (
     load_module_arrays,
@@ -42,7 +56,6 @@ from hwnas.search.checkpoint import (
     module_arrays,
     optimizer_arrays,
 )
-from hwnas.search.knapsack import greedy_knapsack, greedy_mckp
 from hwnas.search.trainer import BatchStream, cosine_lr, make_sgd, set_lr
 
 log = logging.getLogger(__name__)
@@ -64,6 +77,9 @@ class GreedyADMMConfig:
         support_threshold: a channel counts as kept in the logged per-step architecture if
             ``|alpha_i| >= support_threshold * alpha_init`` (Fig. 4 disparities).
         snapshot_every: steps between alpha snapshots (Fig. 4 distribution plot).
+        train_alpha: False is the null-alpha control: alpha keeps its initial noise (no loss
+            step, no penalty step, no gradient statistics, so the knapsack values are ``v**2``
+            of noise) while the weights, beta-steps and dual steps run as usual.
     """
 
     rho0: float = 0.5
@@ -74,38 +90,15 @@ class GreedyADMMConfig:
     init_noise: float = 0.01
     support_threshold: float = 0.5
     snapshot_every: int = 25
+    train_alpha: bool = True
 
 
-def beta_step(v: np.ndarray, table: CostTable, limit: float) -> np.ndarray:
-    """theta (0/1, shape of ``v``) of one constraint's greedy knapsack on values ``v**2``."""
-    capacity = limit - table.constant
-    if isinstance(table, ChoiceTable):
-        choice = greedy_mckp(v**2, table.values, capacity)
-        theta = np.zeros_like(v)
-        theta[np.arange(len(choice)), choice] = 1.0
-        return theta
-    keep = greedy_knapsack(
-        v**2,
-        table.item_cost,
-        capacity,
-        group=table.item_block,
-        setup=table.block_cost,
-        required=table.required,
-    )
-    return keep.astype(v.dtype)
-
-
-def goal_arch(problem: SearchProblem, alpha: np.ndarray, config: GreedyADMMConfig) -> object:
-    """The architecture alpha currently encodes (argmax op per layer, or gates above threshold)."""
-    space = problem.space
-    if space.relaxation == "choice":
-        return space.arch_from_vector(np.argmax(alpha**2, axis=1))
-    table = problem.constraints[0].cost.table if problem.constraints else space.cost_table("flops")
-    keep = np.abs(alpha) >= config.support_threshold * config.alpha_init
-    for b in np.flatnonzero(table.required):  # the guard: best channel of a required block
-        members = np.flatnonzero(table.item_block == b)
-        keep[members[np.argmax(np.abs(alpha[members]))]] = True
-    return space.arch_from_vector(table.counts_from_keep(keep))
+def beta_step(
+    v: np.ndarray, table: CostTable, limit: float, values: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """theta (0/1, shape of ``v``) of one constraint's greedy knapsack on ``values`` (default
+    ``v**2``, the slides' values; the search passes :func:`knapsack_values`)."""
+    return knapsack_step(v**2 if values is None else values, table, limit)
 
 
 class _State:
@@ -175,14 +168,6 @@ def run(problem: SearchProblem, config: GreedyADMMConfig, hooks: Hooks) -> Searc
     return _derive(problem, config, state)
 
 
-def mixing_weights(alpha: torch.Tensor, space: Any) -> torch.Tensor:
-    """What the supernet gets for gates ``alpha``: ``|alpha|`` on layer-wise spaces, whose
-    supernet normalises each layer by its L1 norm (only the gates' proportions matter, and a
-    support of one op is exactly that op whatever its sign, as the sign-blind knapsack values
-    ``v**2`` assume); ``alpha`` itself on channel spaces (a channel's sign is learnable)."""
-    return alpha.abs() if space.relaxation == "choice" else alpha
-
-
 def admm_alpha_step(
     alpha: np.ndarray, step: np.ndarray, betas: list, duals: list, rho: float, lr: float
 ) -> np.ndarray:
@@ -223,23 +208,26 @@ def _one_step(problem: SearchProblem, config: GreedyADMMConfig, state: _State, s
     state.opt_w.step()
     a, grad = alpha.detach().numpy().astype(np.float64), alpha.grad.numpy().astype(np.float64)
     row = {"step": state.step, "ce": float(ce.detach()), "rho": state.rho}
+    if not config.train_alpha:
+        grad = None
     if state.step >= b.warmup_steps and problem.constraints:
         betas = []
         for c, constraint in enumerate(problem.constraints):
             v = a + state.duals[c] / state.rho
-            betas.append(beta_step(v, constraint.cost.table, constraint.limit) * v)
-        a = admm_alpha_step(
-            a, loss_step(state, grad, config, b, a), betas, state.duals, state.rho, config.lr_alpha
-        )
+            values = _values(problem, state, v, a, config)
+            betas.append(beta_step(v, constraint.cost.table, constraint.limit, values) * v)
+        if grad is not None:
+            step = loss_step(state, grad, config, b, a)
+            a = admm_alpha_step(a, step, betas, state.duals, state.rho, config.lr_alpha)
         for c, constraint in enumerate(problem.constraints):
             state.duals[c] = state.duals[c] + state.rho * (a - betas[c])
             row[f"gap_{constraint.metric}"] = float(np.max(np.abs(a - betas[c])))
         state.rho = min(state.rho * config.rho_growth, config.rho_max)
-    else:
+    elif grad is not None:
         a = a - loss_step(state, grad, config, b, a)
     with torch.no_grad():
         alpha.copy_(torch.from_numpy(a))
-    arch = goal_arch(problem, a, config)
+    arch = goal_arch(problem, a, config.support_threshold * config.alpha_init)
     for constraint in problem.constraints:
         row[f"disparity_{constraint.metric}"] = constraint.disparity(arch)
     return row
@@ -252,7 +240,7 @@ def _observe(problem: SearchProblem, config: GreedyADMMConfig, state: _State) ->
     if step == 1 or step % config.snapshot_every == 0 or step == b.steps:
         state.snapshots.append({"step": step, "alpha": np.round(alpha.ravel(), 5).tolist()})
     if (b.eval_every and step % b.eval_every == 0) or step == b.steps:
-        arch = goal_arch(problem, alpha, config)
+        arch = goal_arch(problem, alpha, config.support_threshold * config.alpha_init)
         n = b.eval_images
         gates = mixing_weights(state.alpha.detach(), problem.space)
         acc = _supernet_accuracy(state.net, gates, problem.data.val_x[:n], problem.data.val_y[:n])
@@ -279,36 +267,44 @@ def _supernet_accuracy(
     return correct / max(len(x), 1)
 
 
+def _values(problem: SearchProblem, state: _State, v, alpha, config) -> np.ndarray:
+    """Knapsack values of ``v`` (:func:`~hwnas.search.admm_values.knapsack_values`)."""
+    fisher = state.grad_sq if config.train_alpha else None
+    return knapsack_values(v, alpha, fisher, problem.space.relaxation)
+
+
+def derive_own(
+    problem: SearchProblem, config: GreedyADMMConfig, state: _State
+) -> tuple[object, np.ndarray]:
+    """The method's own architecture (no repair, no fill; meets every constraint) and its
+    alpha-shaped preferences ``values`` (the knapsack values of alpha itself) for a shared
+    repair/fill step. See :func:`~hwnas.search.admm_values.own_start`."""
+    start, values = _own_start(problem, config, state)
+    return arch_from_start(problem, start), values
+
+
+def _own_start(problem: SearchProblem, config: GreedyADMMConfig, state: _State) -> tuple:
+    alpha = state.alpha.detach().numpy().astype(np.float64)
+    values = _values(problem, state, alpha, alpha, config)
+    per_constraint = [
+        _values(problem, state, alpha + state.duals[c] / state.rho, alpha, config)
+        for c in range(len(problem.constraints))
+    ]
+    return own_start(problem, per_constraint, values), values
+
+
 def _derive(problem: SearchProblem, config: GreedyADMMConfig, state: _State) -> SearchResult:
-    space, alpha = problem.space, state.alpha.detach().numpy().astype(np.float64)
-    if space.relaxation == "choice":  # the op most beta_c select per layer, ties by alpha^2
-        votes = sum(
-            beta_step(alpha + state.duals[c] / state.rho, con.cost.table, con.limit)
-            for c, con in enumerate(problem.constraints)
-        )
-        start = np.argmax(votes + 1e-6 * alpha**2 / (1 + np.max(alpha**2)), axis=1)
-    else:
-        start = np.ones(alpha.shape, dtype=bool)  # intersection of the beta_c supports
-        for c, constraint in enumerate(problem.constraints):
-            v = alpha + state.duals[c] / state.rho
-            start &= beta_step(v, constraint.cost.table, constraint.limit) > 0
-    values = alpha**2
-    if space.relaxation == "channel":
-        table = problem.constraints[0].cost.table if problem.constraints else None
-        table = table or space.cost_table("flops")
-        arch = space.arch_from_vector(table.counts_from_keep(start))
-    else:
-        arch = space.arch_from_vector(start)
+    own, values = derive_own(problem, config, state)
     info = {
         "final_rho": state.rho,
-        "alpha_shape": list(alpha.shape),
-        "derivation": "op chosen by most beta_c per layer"
-        if space.relaxation == "choice"
-        else "channels kept by every beta_c",
+        "alpha_shape": list(values.shape),
+        "own_arch": problem.space.format_arch(own),
+        "own_costs": problem.arch_costs(own),
+        "derivation": own_start.__doc__.splitlines()[0],
     }
     tried = tuple(Tried(**t) for t in state.tried)
     history, snapshots = tuple(state.history), tuple(state.snapshots)
-    return SearchResult(arch, history, tried, snapshots, info, values=values)
+    return SearchResult(own, history, tried, snapshots, info, values=values)
 
 
 METHODS.add(
