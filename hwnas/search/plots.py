@@ -5,6 +5,8 @@
 * ``alpha.png``: the distribution of the architecture parameters at several steps (Fig. 4 left).
 * ``accuracy_latency.png``: validation accuracy against cost of every architecture the method
   tried, and the final network's test accuracy, with the budget marked.
+* ``lagrangian.png`` (methods with a Lagrangian, DCA-NAS): expected cost / search bound and the
+  multiplier per constraint over the steps: does the dual update settle?
 """
 
 from __future__ import annotations
@@ -108,3 +110,30 @@ def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_lagrangian(history: list[dict], path: Path) -> Optional[Path]:
+    """DCA-NAS' Lagrangian per constraint over the steps: expected cost / K' (top) and the
+    multiplier lambda (bottom); None if the history has no ``lambda_*`` columns."""
+    metrics = sorted(
+        {k[len("lambda_") :] for row in history for k in row if k.startswith("lambda_")}
+    )
+    if not metrics:
+        return None
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
+    for m in metrics:
+        rows = [r for r in history if f"lambda_{m}" in r]
+        steps = [r["step"] for r in rows]
+        top.plot(steps, [1.0 + r[f"violation_{m}"] for r in rows], label=m)
+        bottom.plot(steps, [r[f"lambda_{m}"] for r in rows], label=m)
+    top.axhline(1.0, color="black", linewidth=0.8)
+    for band in (0.97, 1.03):
+        top.axhline(band, color="gray", linestyle=":", linewidth=0.8)
+    top.set_ylabel("expected cost / K'")
+    top.set_title("Lagrangian: expected cost vs search bound, and multiplier")
+    top.legend(fontsize=8)
+    bottom.axhline(0.0, color="black", linewidth=0.8)
+    bottom.set_xlabel("step")
+    bottom.set_ylabel("lambda")
+    return _save(fig, path)

@@ -131,7 +131,8 @@ def _notes(config: RunConfig, predictor: Any) -> list[str]:
 
 
 def write_plots(rundir: RunDir, problem: SearchProblem, report: dict) -> None:
-    """``disparity.png``, ``alpha.png`` and ``accuracy_latency.png`` in the run directory."""
+    """``disparity.png``, ``alpha.png``, ``accuracy_latency.png`` (and ``lagrangian.png``, see
+    :func:`write_lagrangian_plot`) in the run directory."""
     from hwnas.search.plots import plot_accuracy_cost, plot_alpha, plot_disparity
 
     history = rundir.read_json("search.json", "hwnas-search-history")
@@ -144,3 +145,12 @@ def write_plots(rundir: RunDir, problem: SearchProblem, report: dict) -> None:
         "accuracy": report["accuracy"]["test"],
     }
     plot_accuracy_cost(history["tried"], final, metric, limit, rundir.path / "accuracy_latency.png")
+    write_lagrangian_plot(rundir, history["history"])
+
+
+def write_lagrangian_plot(rundir: RunDir, history: list[dict]) -> None:
+    """``lagrangian.png`` when the search logged Lagrange multipliers (``lambda_*`` columns)."""
+    from hwnas.search.plots import plot_lagrangian
+
+    if any(k.startswith("lambda_") for row in history for k in row):
+        plot_lagrangian(history, rundir.path / "lagrangian.png")
