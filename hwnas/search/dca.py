@@ -56,7 +56,7 @@ from hwnas.search.api import METHODS, Hooks, MethodSpec, SearchProblem, SearchRe
 from hwnas.search.bilevel import RELAXATIONS, BilevelSettings
 from hwnas.search.darts import search
 from hwnas.search.distributed import current
-from hwnas.search.lagrangian import Lagrangian, convergence
+from hwnas.search.lagrangian import Lagrangian, convergence, reachable_range
 from hwnas.search.lookup_graph import averaged, graph_path, load_graph, search_bound
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,28 @@ def _lookup(problem: SearchProblem, constraint: Constraint, config: DCAConfig, h
     )
 
 
+def _reachable(problem: SearchProblem, costs: Mapping[str, CostModel], bounds, config) -> dict:
+    """Per metric, the expected-cost range the alpha steps can reach; warns if K' is outside."""
+    b = problem.budget
+    out = {}
+    for metric, cost in costs.items():
+        shape, betas = problem.space.alpha_shape, config.arch_betas
+        low, high = reachable_range(cost, shape, b.steps - b.warmup_steps, config.arch_lr, betas)
+        out[metric] = [low, high]
+        if not low <= bounds[metric] <= high:
+            log.warning(
+                "dca: the %s bound %.6g is out of reach of %d alpha steps at arch_lr %g "
+                "(reachable %.6g..%.6g): the Lagrangian cannot settle on it",
+                metric,
+                bounds[metric],
+                b.steps - b.warmup_steps,
+                config.arch_lr,
+                low,
+                high,
+            )
+    return out
+
+
 def run(problem: SearchProblem, config: DCAConfig, hooks: Hooks) -> SearchResult:
     """DCA-NAS search (module docstring)."""
     if problem.space.relaxation not in RELAXATIONS:
@@ -236,6 +258,7 @@ def run(problem: SearchProblem, config: DCAConfig, hooks: Hooks) -> SearchResult
             bounds[c.metric] = config.bound_ratio * c.limit
         log.info("dca: %s budget %.6g -> search bound %.6g", c.metric, c.limit, bounds[c.metric])
     costs = {c.metric: c.cost for c in problem.constraints}
+    reach = _reachable(problem, costs, bounds, config)
     lagrangian = make_lagrangian(costs, bounds, config)
     result = search(problem, config.bilevel(), hooks, lagrangian, "dca")
     settled = convergence(result.history, config.lambda_unit)
@@ -254,6 +277,7 @@ def run(problem: SearchProblem, config: DCAConfig, hooks: Hooks) -> SearchResult
         "search_bounds": bounds,
         "lambda": dict(lagrangian.lam),
         "convergence": settled,
+        "reachable": reach,
         "lookup_graphs": graphs,
     }
     return dataclasses.replace(result, info=info)

@@ -27,11 +27,15 @@ Achiam, Abbeel, "Responsive Safety in RL by PID Lagrangian Methods", ICML 2020; 
 proportional term is the damping of Platt & Barr's "modified differential method of
 multipliers", NeurIPS 1988) **whose gain is relative to the multiplier's magnitude**:
 
-    lambda <- lambda + max(|lambda|, unit) * (lr * x_t + damping * (x_t - x_{t-1}))
+    lambda <- lambda + max(|lambda|, unit, floor * max_seen |lambda|) * (lr * x_t
+                                                                 + damping * (x_t - x_{t-1}))
 
 * relative gain: ``lambda`` changes by a fraction of itself, so it finds ``lambda*`` of any
   magnitude geometrically (in a number of steps logarithmic in ``lambda* / unit``) without a
-  hand-set scale; ``unit`` is the linear zone around 0 that lets it change sign;
+  hand-set scale; the gain never drops below ``unit`` nor below ``floor`` (1/4) of the largest
+  ``|lambda|`` so far: the linear zone around 0 grows with the scale found, so a multiplier that
+  must change sign (the bound binding from the other side) does so at the pace of its scale
+  instead of crawling through 0;
 * the proportional (``damping``) term stops the growth once ``K`` approaches the bound at
   ``x / (damping / lr)`` a step, i.e. ``K`` closes the gap exponentially with a time constant of
   ``damping / lr`` = 20 alpha steps [R] instead of overshooting, and it holds ``lambda`` still
@@ -71,6 +75,7 @@ class Lagrangian:
         init: initial multiplier.
         damping: proportional gain on the change of the violation.
         unit: the multiplier scale below which the gain stops being relative.
+        floor: the gain is at least this fraction of the largest ``|lambda|`` so far.
         equality: enforce ``K = K'`` (lambda of either sign), else ``K <= K'`` (lambda >= 0).
     """
 
@@ -83,11 +88,13 @@ class Lagrangian:
         damping: float = 20.0,
         unit: float = 1.0,
         equality: bool = True,
+        floor: float = 0.25,
     ) -> None:
         self.costs, self.bounds, self.lr = dict(costs), dict(bounds), lr
-        self.damping, self.unit, self.equality = damping, unit, equality
+        self.damping, self.unit, self.equality, self.floor = damping, unit, equality, floor
         self.lam = {m: float(init) for m in self.costs}
         self.last: dict[str, float] = {}  # the previous violation per metric
+        self.largest = {m: abs(float(init)) for m in self.costs}  # max |lambda| so far
 
     def violation(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Relative violation ``(K(alpha) - K') / K'`` per metric (differentiable)."""
@@ -114,15 +121,23 @@ class Lagrangian:
         change = x - self.last.get(metric, x)
         self.last[metric] = x
         lam = self.lam[metric]
-        lam += max(abs(lam), self.unit) * (self.lr * x + self.damping * change)
-        return lam if self.equality else max(0.0, lam)
+        gain = max(abs(lam), self.unit, self.floor * self.largest[metric])
+        lam += gain * (self.lr * x + self.damping * change)
+        lam = lam if self.equality else max(0.0, lam)
+        self.largest[metric] = max(self.largest[metric], abs(lam))
+        return lam
 
     def state(self) -> dict:
-        return {"lambda": dict(self.lam), "last_violation": dict(self.last)}
+        return {
+            "lambda": dict(self.lam),
+            "last_violation": dict(self.last),
+            "largest": dict(self.largest),
+        }
 
     def load(self, state: dict) -> None:
         self.lam.update(state.get("lambda", {}))
         self.last.update(state.get("last_violation", {}))
+        self.largest.update(state.get("largest", {}))
 
 
 def convergence(history: Sequence[Mapping], unit: float = 1.0, tail: float = TAIL) -> dict:
@@ -151,3 +166,30 @@ def convergence(history: Sequence[Mapping], unit: float = 1.0, tail: float = TAI
             "steps": len(rows),
         }
     return out
+
+
+def reachable_range(
+    cost: CostModel,
+    shape: Sequence[int],
+    steps: int,
+    lr: float,
+    betas: tuple[float, float] = (0.5, 0.999),
+) -> tuple[float, float]:
+    """The expected costs the alpha optimiser can reach at all in ``steps`` steps: Adam (``lr``,
+    ``betas``, no decay) from uniform alpha on ``-K`` and on ``+K`` alone, nothing pulling back.
+
+    Adam moves each alpha by about ``lr`` a step whatever the multiplier, so a bound outside this
+    range cannot be met in the search, however the dual is updated (more steps or a larger
+    ``arch_lr`` can). Milliseconds of CPU: the cost model only, no network.
+    """
+    ends = []
+    for sign in (1.0, -1.0):
+        alpha = torch.zeros(tuple(shape), dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.Adam([alpha], lr=lr, betas=betas)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            (sign * cost.expected(torch.softmax(alpha, -1))).backward()
+            optimizer.step()
+        with torch.no_grad():
+            ends.append(float(cost.expected(torch.softmax(alpha, -1))))
+    return ends[0], ends[1]

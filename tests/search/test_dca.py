@@ -19,7 +19,7 @@ from hwnas.search.lagrangian import convergence
 from hwnas.search.lookup_graph import graph_path, load_graph
 from hwnas.spaces.base import SpaceConfig
 from hwnas.spaces.darts import DartsSpace
-from tests.search.dca_toy import lagrangian_toy
+from tests.search.dca_toy import lagrangian_toy, toy_tables
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0])
@@ -119,6 +119,8 @@ def test_run_without_lookup_graph_searches_at_the_budget_and_repairs(digits_data
     assert result.history[1]["violation_params"] > 0 and lambdas[0] > 0
     figures = result.info["convergence"]["params"]
     assert set(figures) == {"gap", "lambda_change", "converged", "steps"}
+    low, high = result.info["reachable"]["params"]
+    assert low < result.info["expected_costs"]["params"] < high
     assert figures["steps"] == 3 and figures["gap"] == pytest.approx(
         abs(result.history[-1]["violation_params"])
     )
@@ -204,3 +206,16 @@ def test_lagrangian_plot_is_written_for_histories_with_multipliers(tmp_path):
     (tmp_path / "run").mkdir()
     write_lagrangian_plot(RunDir(tmp_path / "run"), history)
     assert (tmp_path / "run" / "lagrangian.png").is_file()
+
+
+def test_reachable_range_is_what_adam_can_travel():
+    from hwnas.search.lagrangian import reachable_range
+
+    cost, _ = toy_tables()
+    model = CostModel("flops", ChoiceTable(cost, 0.0), None, "toy")  # type: ignore[arg-type]
+    uniform = float(cost.mean(1).sum())  # 14 * 4.5 / 7 = 9
+    short = reachable_range(model, cost.shape, 10, 0.01)
+    long = reachable_range(model, cost.shape, 300, 0.05)
+    assert cost.min(1).sum() <= long[0] < short[0] < uniform < short[1] < long[1]
+    assert long[1] <= cost.max(1).sum() and long[0] < 0.05 and long[1] > 0.95 * 28
+    assert short[1] - short[0] < 0.3 * 28  # 10 steps of 0.01 barely move the softmax
