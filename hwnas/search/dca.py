@@ -72,7 +72,8 @@ class DCAConfig(BilevelSettings):
     Attributes:
         arch_lr: Adam learning rate of alpha (6e-4 here; a short search needs more: the
             expected cost moves by at most about ``arch_lr * sum |dK/dalpha|`` a step, so the
-            bound must be reachable in the alpha steps; the recipes use 0.01).
+            bound must be reachable in the alpha steps, ``info["reachable"]``; the fbnet recipe
+            uses 0.03: 160 steps at 0.01 reach only 14-83 % of its expected-latency range).
         lambda_lr: integral gain of the dual update, relative to ``max(|lambda|, lambda_unit)``
             (1 [R]; :class:`~hwnas.search.lagrangian.Lagrangian`).
         lambda_damping: its proportional gain on the change of the violation (20 [R]:

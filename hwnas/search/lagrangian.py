@@ -61,7 +61,7 @@ import torch
 from hwnas.costs.models import CostModel
 
 GAP_TOLERANCE = 0.03  # |K - K'| / K' averaged over the tail: "within a few percent"
-SETTLE_TOLERANCE = 0.1  # |lambda_end - lambda_tail_start| / max(|lambda_end|, unit)
+SETTLE_TOLERANCE = 0.1  # |lambda_end - lambda_tail_start| / max(max_t |lambda_t|, unit)
 TAIL = 0.1  # the last 10 % of the dual steps
 
 
@@ -145,8 +145,10 @@ def convergence(history: Sequence[Mapping], unit: float = 1.0, tail: float = TAI
 
     Returns:
         ``{metric: {gap, lambda_change, converged, steps}}``: ``gap`` the mean ``|K - K'| / K'``
-        over the tail, ``lambda_change`` ``|lambda_end - lambda_tail_start| / max(|lambda_end|,
-        unit)``, ``converged`` both under :data:`GAP_TOLERANCE` / :data:`SETTLE_TOLERANCE`.
+        over the tail; ``lambda_change`` ``|lambda_end - lambda_tail_start|`` relative to the
+        multiplier's scale, its largest magnitude in the run (at least ``unit``): where the
+        multiplier settles near 0 (the CE alone holds K near K') its own relative change is
+        meaningless; ``converged``: both under :data:`GAP_TOLERANCE` / :data:`SETTLE_TOLERANCE`.
     """
     metrics = sorted(
         {k[len("lambda_") :] for row in history for k in row if k.startswith("lambda_")}
@@ -157,8 +159,9 @@ def convergence(history: Sequence[Mapping], unit: float = 1.0, tail: float = TAI
         n = max(1, int(np.ceil(tail * len(rows))))
         x = np.abs([r[f"violation_{m}"] for r in rows[-n:]])
         lam = [r[f"lambda_{m}"] for r in rows[-n - 1 :]]
+        scale = max(max(abs(r[f"lambda_{m}"]) for r in rows), unit)
         gap = float(x.mean())
-        change = abs(lam[-1] - lam[0]) / max(abs(lam[-1]), unit)
+        change = abs(lam[-1] - lam[0]) / scale
         out[m] = {
             "gap": gap,
             "lambda_change": float(change),

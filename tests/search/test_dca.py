@@ -88,6 +88,11 @@ def test_convergence_figures():
         "converged": True,
         "steps": 20,
     }
+    # a multiplier that found its scale (30) and then sits near 0, moving by 1: settled
+    near_zero = [30.0 * np.exp(-i / 5) + (-1) ** i * 0.5 for i in range(40)]
+    rows = [{"step": i, "lambda_m": v, "violation_m": 0.005} for i, v in enumerate(near_zero)]
+    assert convergence(rows)["m"]["converged"]
+    assert convergence(rows)["m"]["lambda_change"] < 0.1
     figures = convergence([{"step": -1}, *swing])["m"]  # rows without duals are skipped
     assert figures["gap"] == pytest.approx(0.2) and figures["lambda_change"] == pytest.approx(
         2 / 19
