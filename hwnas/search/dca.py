@@ -4,24 +4,38 @@ Constraints-Aware Neural Architecture Search", arXiv 2307.04443; METHODS.md §2)
 The budget is a constraint with a *trainable Lagrange multiplier* instead of a hand-tuned penalty
 weight (Eq. 4, with the constraint normalised by its bound [R]):
 
-    min_{w, alpha} max_{lambda >= 0}  L_val(w, alpha) + sum_c lambda_c (K_c(alpha) - K'_c) / K'_c
+    min_{w, alpha} max_{lambda}  L_val(w, alpha) + sum_c lambda_c (K_c(alpha) - K'_c) / K'_c
 
 ``K_c(alpha)`` is the expected cost under softmax(alpha) (Eq. 3: params, FLOPs, or LUT latency,
 summed over every edge and op). Each step (Alg. 1, first-order DARTS by default): a weight step
-on the training batch, an alpha step on the Lagrangian (validation batch), then projected dual
-ascent ``lambda_c <- max(0, lambda_c + lambda_lr (K_c(alpha) - K'_c) / K'_c)``: lambda grows
-while the bound is violated and decays to 0 when it is slack. The loop is DARTS'
-(:func:`hwnas.search.darts.search`) with :class:`Lagrangian` as its penalty.
+on the training batch, an alpha step on the Lagrangian (validation batch), then a dual update:
+a PI controller on the relative violation with a gain relative to ``|lambda|``
+(:class:`hwnas.search.lagrangian.Lagrangian`, which says why plain dual ascent does not settle
+in a short search). By default the bound is an equality (the search spends it; ``equality =
+False``: the paper's ``K <= K'``). ``info["convergence"]`` says whether the expected cost ended
+within a few percent of ``K'`` with ``lambda`` settled. The loop is DARTS'
+(:func:`hwnas.search.darts.search`) with the Lagrangian as its penalty.
 
 The search bound ``K'`` is not the device budget ``K_d``: the expectation and the derived
 architecture differ, so ``K'`` is read off the lookup graph (:mod:`hwnas.search.lookup_graph`;
-built on demand from real searches with this method, cached), which maps ``K'`` to the cost of
-the architecture a search with it derives. Without the graph ``K' = bound_ratio * K_d``. The
-derived architecture is the method's own; the pipeline repairs it against ``K_d`` if it still
-violates the budget, and reports both (:mod:`hwnas.search.finalize`).
+built on demand from real searches with this method, one per seed of ``lookup_seeds`` per bound,
+their derived costs averaged; cached), which maps ``K'`` to the cost of the architecture a search
+with it derives. Without the graph ``K' = bound_ratio * K_d``. The derived architecture is the
+method's own; the pipeline repairs it against ``K_d`` if it still violates the budget, and
+reports both (:mod:`hwnas.search.finalize`).
 
 Speed-ups (Sec. 3.3): ``weight_sharing`` and ``bottleneck`` (``darts`` space only,
-:mod:`hwnas.spaces.darts_nets`). Works on the ``darts`` cells and on the ``fbnet`` layers.
+:mod:`hwnas.spaces.darts_nets`). The third, **derived cells** (App. A, after EnTranNAS), is not
+implemented: (1) on ``fbnet`` (the layer-wise space) it does not exist: every layer has its own
+row of alpha and there are no repeated cells to derive; (2) on ``darts`` its saving in
+*parameters* is already there: alpha is one (14, 8) tensor for all normal cells and one for all
+reduction cells (DARTS' sharing), so "only 2 cells carry trainable alpha" holds; what is left is
+the *compute* saving: the 6 other cells would run only their 8 derived ops (one-hot, re-derived
+every step) instead of all 14 x 7, and alpha would get gradients only through the 2 engine
+cells. That needs a supernet that runs sparse per-cell genotypes and a loop that re-derives
+before every forward (:mod:`hwnas.spaces.darts_nets`, :mod:`hwnas.search.darts`), it changes
+what alpha is trained on, and it saves time only, not feasibility.
+Works on the ``darts`` cells and on the ``fbnet`` layers.
 """
 
 from __future__ import annotations
@@ -42,7 +56,8 @@ from hwnas.search.api import METHODS, Hooks, MethodSpec, SearchProblem, SearchRe
 from hwnas.search.bilevel import RELAXATIONS, BilevelSettings
 from hwnas.search.darts import search
 from hwnas.search.distributed import current
-from hwnas.search.lookup_graph import graph_path, load_graph, search_bound
+from hwnas.search.lagrangian import Lagrangian, convergence, reachable_range
+from hwnas.search.lookup_graph import averaged, graph_path, load_graph, search_bound
 
 log = logging.getLogger(__name__)
 
@@ -55,80 +70,56 @@ class DCAConfig(BilevelSettings):
     PC-DARTS-like [R] (METHODS.md §2.3). Others are [R] too.
 
     Attributes:
-        arch_lr: Adam learning rate of alpha (6e-4 here).
-        lambda_lr: dual ascent step on the relative violation ``(K - K') / K'``.
+        arch_lr: Adam learning rate of alpha (6e-4 here; a short search needs more: the
+            expected cost moves by at most about ``arch_lr * sum |dK/dalpha|`` a step, so the
+            bound must be reachable in the alpha steps, ``info["reachable"]``; the fbnet recipe
+            uses 0.03: 160 steps at 0.01 reach only 14-83 % of its expected-latency range).
+        lambda_lr: integral gain of the dual update, relative to ``max(|lambda|, lambda_unit)``
+            (1 [R]; :class:`~hwnas.search.lagrangian.Lagrangian`).
+        lambda_damping: its proportional gain on the change of the violation (20 [R]:
+            the gap closes with a time constant of ``lambda_damping / lambda_lr`` alpha steps).
+        lambda_unit: multiplier scale below which the gain is no longer relative (1 [R]).
         lambda_init: initial multiplier.
+        equality: the bound is ``K = K'`` (spend it) rather than the paper's ``K <= K'`` [R].
         lookup_graph: search with K' from the lookup graph (else ``bound_ratio * K_d``).
         lookup_grid: bounds the graph is built on, as fractions of the expected-cost range
-            ``[sum_l min_k cost, sum_l max_k cost]``.
-        lookup_refine: extra searches that refine the graph around the requested budget.
+            ``[sum_l min_k cost, sum_l max_k cost]`` (three points inside the range a short
+            search can reach; the curve is linear between them and proportional outside).
+        lookup_refine: extra bounds that refine the graph around the requested budget.
         lookup_steps: steps of each graph search (None: the search budget's steps).
-        lookup_seed: seed of the graph searches (the graph serves every run seed).
+        lookup_seeds: seeds of the graph searches; every bound is searched once per seed and
+            the derived costs are averaged (the graph serves every run seed). Two seeds double
+            the cost of a point; a smaller grid and one refinement (instead of 2) pay for it.
         bound_ratio: K' / K_d without the graph.
     """
 
     arch_lr: float = 6e-4
-    lambda_lr: float = 0.1
+    lambda_lr: float = 1.0
+    lambda_damping: float = 20.0
+    lambda_unit: float = 1.0
     lambda_init: float = 0.0
+    equality: bool = True
     lookup_graph: bool = True
-    lookup_grid: tuple[float, ...] = (0.1, 0.3, 0.6)
-    lookup_refine: int = 2
+    lookup_grid: tuple[float, ...] = (0.2, 0.45, 0.7)
+    lookup_refine: int = 1
     lookup_steps: Optional[int] = None
-    lookup_seed: int = 0
+    lookup_seeds: tuple[int, ...] = (0, 1)
     bound_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "lookup_grid", tuple(float(f) for f in self.lookup_grid))
-        if self.lambda_lr <= 0 or self.lambda_init < 0 or self.bound_ratio <= 0:
-            raise UserError("dca: lambda_lr > 0, lambda_init >= 0, bound_ratio > 0")
+        object.__setattr__(self, "lookup_seeds", tuple(int(s) for s in self.lookup_seeds))
+        if self.lambda_lr <= 0 or self.lambda_damping < 0 or self.lambda_unit <= 0:
+            raise UserError("dca: lambda_lr > 0, lambda_damping >= 0, lambda_unit > 0")
+        if self.lambda_init < 0 or self.bound_ratio <= 0:
+            raise UserError("dca: lambda_init >= 0, bound_ratio > 0")
+        if not self.lookup_seeds:
+            raise UserError("dca: lookup_seeds needs at least one seed")
         if not self.lookup_grid or not all(0 < f < 1 for f in self.lookup_grid):
             raise UserError("dca: lookup_grid fractions must lie in (0, 1)")
         if self.lookup_steps is not None and self.lookup_steps < 2:
             raise UserError("dca: lookup_steps must be at least 2")
-
-
-class Lagrangian:
-    """``sum_c lambda_c (K_c - K'_c) / K'_c`` with projected dual ascent on the multipliers.
-
-    Args:
-        costs: cost model per metric.
-        bounds: search-time bound K' per metric (same unit).
-        lr: dual step size.
-        init: initial multiplier (>= 0).
-    """
-
-    def __init__(
-        self, costs: Mapping[str, CostModel], bounds: Mapping[str, float], lr: float, init: float
-    ) -> None:
-        self.costs, self.bounds, self.lr = dict(costs), dict(bounds), lr
-        self.lam = {m: float(init) for m in self.costs}
-
-    def violation(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Relative violation ``(K(alpha) - K') / K'`` per metric (differentiable)."""
-        return {
-            m: (c.expected(probs) - self.bounds[m]) / self.bounds[m] for m, c in self.costs.items()
-        }
-
-    def loss(self, probs: torch.Tensor) -> Optional[torch.Tensor]:
-        if not self.costs:
-            return None
-        terms = self.violation(probs)
-        return sum(self.lam[m] * terms[m] for m in terms)  # type: ignore[return-value]
-
-    def observe(self, probs: torch.Tensor, row: dict) -> None:
-        """Dual ascent after the alpha step; logs lambda and the violation."""
-        with torch.no_grad():
-            for m, v in self.violation(probs).items():
-                self.lam[m] = max(0.0, self.lam[m] + self.lr * float(v))
-                row[f"lambda_{m}"] = self.lam[m]
-                row[f"violation_{m}"] = float(v)
-
-    def state(self) -> dict:
-        return {"lambda": dict(self.lam)}
-
-    def load(self, state: dict) -> None:
-        self.lam.update(state.get("lambda", {}))
 
 
 def expected_range(cost: CostModel) -> tuple[float, float]:
@@ -165,10 +156,27 @@ def lookup_identity(problem: SearchProblem, cost: CostModel, config: DCAConfig, 
         "table_sha256": digest.hexdigest(),
         "data_sha256": data.hexdigest(),
         "budget": {**budget, "steps": steps, "warmup_steps": _warmup(problem, steps)},
-        "settings": {**settings, "lambda_lr": config.lambda_lr, "lambda_init": config.lambda_init},
-        "seed": config.lookup_seed,
+        "settings": {**settings, **{k: getattr(config, k) for k in DUAL_SETTINGS}},
+        "seeds": list(config.lookup_seeds),
         "torch": torch.__version__,
     }
+
+
+DUAL_SETTINGS = ("lambda_lr", "lambda_damping", "lambda_unit", "lambda_init", "equality")
+
+
+def make_lagrangian(
+    costs: Mapping[str, CostModel], bounds: Mapping[str, float], config: DCAConfig
+) -> Lagrangian:
+    return Lagrangian(
+        costs,
+        bounds,
+        config.lambda_lr,
+        config.lambda_init,
+        damping=config.lambda_damping,
+        unit=config.lambda_unit,
+        equality=config.equality,
+    )
 
 
 def _warmup(problem: SearchProblem, steps: int) -> int:
@@ -184,23 +192,50 @@ def _lookup(problem: SearchProblem, constraint: Constraint, config: DCAConfig, h
     sub = dataclasses.replace(
         problem,
         constraints=(),
-        budget=dataclasses.replace(
-            b, steps=steps, warmup_steps=_warmup(problem, steps), seed=config.lookup_seed
-        ),
+        budget=dataclasses.replace(b, steps=steps, warmup_steps=_warmup(problem, steps)),
     )
 
-    def measure(bound: float) -> float:
-        lagrangian = Lagrangian({cost.metric: cost}, {cost.metric: bound}, config.lambda_lr, 0.0)
+    def measure(bound: float, seed: int) -> float:
+        """The derived cost of one search with K' = ``bound`` and run seed ``seed``."""
+        seeded = dataclasses.replace(sub, budget=dataclasses.replace(sub.budget, seed=seed))
+        lagrangian = make_lagrangian({cost.metric: cost}, {cost.metric: bound}, config)
         nested = Hooks(stop_requested=hooks.stop_requested)
-        result = search(sub, config.bilevel(), nested, lagrangian, "dca-lookup")
+        result = search(seeded, config.bilevel(), nested, lagrangian, "dca-lookup")
         return cost.discrete(result.arch)
 
     low, high = expected_range(cost)
     grid = [low + f * (high - low) for f in config.lookup_grid]
     graph = load_graph(cost.metric, identity)
     return search_bound(
-        constraint.limit, graph, grid, measure, config.lookup_refine, write=current().is_main
+        constraint.limit,
+        graph,
+        grid,
+        averaged(measure, config.lookup_seeds),
+        config.lookup_refine,
+        write=current().is_main,
     )
+
+
+def _reachable(problem: SearchProblem, costs: Mapping[str, CostModel], bounds, config) -> dict:
+    """Per metric, the expected-cost range the alpha steps can reach; warns if K' is outside."""
+    b = problem.budget
+    out = {}
+    for metric, cost in costs.items():
+        shape, betas = problem.space.alpha_shape, config.arch_betas
+        low, high = reachable_range(cost, shape, b.steps - b.warmup_steps, config.arch_lr, betas)
+        out[metric] = [low, high]
+        if not low <= bounds[metric] <= high:
+            log.warning(
+                "dca: the %s bound %.6g is out of reach of %d alpha steps at arch_lr %g "
+                "(reachable %.6g..%.6g): the Lagrangian cannot settle on it",
+                metric,
+                bounds[metric],
+                b.steps - b.warmup_steps,
+                config.arch_lr,
+                low,
+                high,
+            )
+    return out
 
 
 def run(problem: SearchProblem, config: DCAConfig, hooks: Hooks) -> SearchResult:
@@ -217,18 +252,32 @@ def run(problem: SearchProblem, config: DCAConfig, hooks: Hooks) -> SearchResult
                 "file": str(graph_path(c.metric, graph.identity)),
                 "points": [list(p) for p in zip(graph.bounds, graph.derived)],
                 "curve_at_bound": graph.derived_at(bounds[c.metric]),
+                "seeds": list(config.lookup_seeds),
             }
         else:
             bounds[c.metric] = config.bound_ratio * c.limit
         log.info("dca: %s budget %.6g -> search bound %.6g", c.metric, c.limit, bounds[c.metric])
     costs = {c.metric: c.cost for c in problem.constraints}
-    lagrangian = Lagrangian(costs, bounds, config.lambda_lr, config.lambda_init)
+    reach = _reachable(problem, costs, bounds, config)
+    lagrangian = make_lagrangian(costs, bounds, config)
     result = search(problem, config.bilevel(), hooks, lagrangian, "dca")
+    settled = convergence(result.history, config.lambda_unit)
+    for metric, figures in settled.items():
+        if not figures["converged"]:
+            log.warning(
+                "dca: the %s Lagrangian did not settle: |K - K'| / K' %.3f, lambda moved %.3f "
+                "over the last 10 %% of steps (more steps or a larger arch_lr)",
+                metric,
+                figures["gap"],
+                figures["lambda_change"],
+            )
     info = {
         **result.info,
         "budgets": {c.metric: c.limit for c in problem.constraints},
         "search_bounds": bounds,
         "lambda": dict(lagrangian.lam),
+        "convergence": settled,
+        "reachable": reach,
         "lookup_graphs": graphs,
     }
     return dataclasses.replace(result, info=info)

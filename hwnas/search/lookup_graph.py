@@ -6,7 +6,12 @@ and op), but the budget ``K_d`` is on the *derived* architecture, and the two di
 search-time bound ``K'`` to the cost of the architecture that a search run to the end with that
 bound derives; inverting it gives the ``K'`` to search with for a device budget ``K_d``.
 
-* Points ``(K', derived cost)`` come from real searches (:func:`search_bound`'s ``measure``).
+* Points ``(K', derived cost)`` come from real searches (:func:`search_bound`'s ``measure``),
+  one per seed averaged (:func:`averaged`): which op wins a layer's argmax at a given ``K'`` is
+  decided by small margins that change with the seed's data split and initialisation, so one
+  seed's graph is as noisy as its argmax flips; the mean over seeds estimates the derived cost
+  a run (of any seed) will get, and a ``K'`` read off it is below ``K_d`` where searches
+  over-shoot on average, not where one seed happened to.
 * The curve is the running maximum of the derived costs in ``K'`` order: monotone
   non-decreasing and never below a measured point. Between points it is linear; outside it is
   proportional (``K' * K_d / curve(end)``). :meth:`LookupGraph.inverse` inverts it.
@@ -180,6 +185,23 @@ def save_graph(graph: LookupGraph, write: bool = True) -> Optional[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(graph.to_json(), indent=1))
     return path
+
+
+def averaged(
+    measure: Callable[[float, int], float], seeds: Sequence[int]
+) -> Callable[[float], float]:
+    """``K' -> mean over seeds of measure(K', seed)``: one graph point from several searches."""
+    if not seeds:
+        raise ValueError("averaged: at least one seed")
+
+    def mean(bound: float) -> float:
+        values = [measure(bound, seed) for seed in seeds]
+        log.info(
+            "lookup graph: K' %.6g -> derived %s", bound, ", ".join(f"{v:.6g}" for v in values)
+        )
+        return float(np.mean(values))
+
+    return mean
 
 
 def search_bound(

@@ -7,6 +7,8 @@
   tried, and the final network's test accuracy, with the budget marked.
 * ``derivation.png``: cost / budget of the method's own architecture, after repair and after
   fill, per constraint (:mod:`hwnas.search.finalize`): what the method did and what was added.
+* ``lagrangian.png`` (methods with a Lagrangian, DCA-NAS): expected cost / search bound and the
+  multiplier per constraint over the steps: does the dual update settle?
 """
 
 from __future__ import annotations
@@ -133,3 +135,30 @@ def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_lagrangian(history: list[dict], path: Path) -> Optional[Path]:
+    """DCA-NAS' Lagrangian per constraint over the steps: expected cost / K' (top) and the
+    multiplier lambda (bottom); None if the history has no ``lambda_*`` columns."""
+    metrics = sorted(
+        {k[len("lambda_") :] for row in history for k in row if k.startswith("lambda_")}
+    )
+    if not metrics:
+        return None
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
+    for m in metrics:
+        rows = [r for r in history if f"lambda_{m}" in r]
+        steps = [r["step"] for r in rows]
+        top.plot(steps, [1.0 + r[f"violation_{m}"] for r in rows], label=m)
+        bottom.plot(steps, [r[f"lambda_{m}"] for r in rows], label=m)
+    top.axhline(1.0, color="black", linewidth=0.8)
+    for band in (0.97, 1.03):
+        top.axhline(band, color="gray", linestyle=":", linewidth=0.8)
+    top.set_ylabel("expected cost / K'")
+    top.set_title("Lagrangian: expected cost vs search bound, and multiplier")
+    top.legend(fontsize=8)
+    bottom.axhline(0.0, color="black", linewidth=0.8)
+    bottom.set_xlabel("step")
+    bottom.set_ylabel("lambda")
+    return _save(fig, path)

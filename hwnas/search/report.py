@@ -111,7 +111,8 @@ def _notes(config: RunConfig, predictor: Any) -> list[str]:
 
 
 def write_plots(rundir: RunDir, problem: SearchProblem, report: dict) -> None:
-    """``disparity.png``, ``alpha.png``, ``derivation.png`` and ``accuracy_latency.png``."""
+    """``disparity.png``, ``alpha.png``, ``derivation.png``, ``accuracy_latency.png`` (and
+    ``lagrangian.png``, see :func:`write_lagrangian_plot`) in the run directory."""
     from hwnas.search.plots import (
         plot_accuracy_cost,
         plot_alpha,
@@ -130,3 +131,12 @@ def write_plots(rundir: RunDir, problem: SearchProblem, report: dict) -> None:
         "accuracy": report["accuracy"]["test"],
     }
     plot_accuracy_cost(history["tried"], final, metric, limit, rundir.path / "accuracy_latency.png")
+    write_lagrangian_plot(rundir, history["history"])
+
+
+def write_lagrangian_plot(rundir: RunDir, history: list[dict]) -> None:
+    """``lagrangian.png`` when the search logged Lagrange multipliers (``lambda_*`` columns)."""
+    from hwnas.search.plots import plot_lagrangian
+
+    if any(k.startswith("lambda_") for row in history for k in row):
+        plot_lagrangian(history, rundir.path / "lagrangian.png")

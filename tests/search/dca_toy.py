@@ -9,6 +9,8 @@ cost a fine-grained function of the bound.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
@@ -27,24 +29,32 @@ def toy_tables(spread: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 def lagrangian_toy(
-    bound: float, steps: int = 1000, spread: float = 0.0, lr: float = 0.01, lam_lr: float = 0.05
+    bound: float,
+    steps: int = 300,
+    spread: float = 0.0,
+    lr: float = 0.01,
+    scale: float = 1.0,
+    equality: bool = True,
+    **dual,
 ) -> dict:
-    """Primal (Adam on alpha) / dual (projected ascent) on the toy; returns the trajectories."""
+    """Primal (Adam on alpha) / dual (:class:`Lagrangian`, ``dual`` its options) on the toy,
+    the objective times ``scale``; returns the trajectories and the history rows."""
     cost, size = toy_tables(spread)
     model = CostModel("flops", ChoiceTable(cost, 0.0), None, "toy")  # type: ignore[arg-type]
     g = torch.Generator().manual_seed(0)
     alpha = torch.nn.Parameter(1e-3 * torch.randn(14, 7, generator=g, dtype=torch.float64))
     size_t = torch.as_tensor(size)
     optimizer = torch.optim.Adam([alpha], lr=lr, betas=(0.5, 0.999))
-    lagrangian = Lagrangian({"flops": model}, {"flops": bound}, lam_lr, 0.0)
+    options = {"lr": 1.0, "init": 0.0, **dual}
+    lagrangian = Lagrangian({"flops": model}, {"flops": bound}, equality=equality, **options)
     rows = []
     for _ in range(steps):
         p = torch.softmax(alpha, -1)
-        loss = -torch.log1p((p * size_t).sum(1)).sum() + lagrangian.loss(p)
+        loss = -scale * torch.log1p((p * size_t).sum(1)).sum() + lagrangian.loss(p)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        row: dict = {}
+        row: dict = {"step": len(rows)}
         lagrangian.observe(torch.softmax(alpha, -1).detach(), row)
         rows.append(row)
     probs = torch.softmax(alpha, -1).detach().numpy()
@@ -53,16 +63,28 @@ def lagrangian_toy(
         "lambda": np.array([r["lambda_flops"] for r in rows]),
         "expected": float(model.expected(torch.as_tensor(probs))),
         "derived": model.table.discrete(probs.argmax(1)),
+        "history": rows,
     }
 
 
-def derived_cost_at(bound: float, steps: int = 3000, spread: float = 0.5, lr: float = 0.01,
-                    lam_lr: float = 0.05) -> float:  # fmt: skip
-    """The toy in numpy (closed-form softmax gradients; same Adam and dual ascent) -> the cost of
-    the argmax architecture it derives: one lookup-graph measurement, in milliseconds of CPU."""
+def derived_cost_at(
+    bound: float,
+    steps: int = 3000,
+    spread: float = 0.5,
+    lr: float = 0.01,
+    seed: Optional[int] = None,
+) -> float:
+    """The toy in numpy (closed-form softmax gradients; the same Adam and dual update as
+    :class:`Lagrangian`'s defaults) -> the cost of the argmax architecture it derives: one
+    lookup-graph measurement, in milliseconds of CPU. ``seed`` (None: none) perturbs the
+    objective by up to 20 % per op and draws the initial alpha, as a run seed's data split and
+    initialisation would."""
     cost, size = toy_tables(spread)
-    alpha = 1e-3 * np.random.default_rng(0).standard_normal(cost.shape)
-    m, v, lam = np.zeros_like(alpha), np.zeros_like(alpha), 0.0
+    rng = np.random.default_rng(seed if seed is not None else 0)
+    alpha = 1e-3 * rng.standard_normal(cost.shape)
+    if seed is not None:
+        size = size * (1.0 + 0.2 * rng.uniform(-1, 1, size=size.shape))
+    m, v, lam, last = np.zeros_like(alpha), np.zeros_like(alpha), 0.0, None
     for t in range(1, steps + 1):
         p = np.exp(alpha - alpha.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
@@ -73,5 +95,7 @@ def derived_cost_at(bound: float, steps: int = 3000, spread: float = 0.5, lr: fl
         alpha -= lr * (m / (1 - 0.5**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
         p = np.exp(alpha - alpha.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
-        lam = max(0.0, lam + lam_lr * ((p * cost).sum() - bound) / bound)
+        x = ((p * cost).sum() - bound) / bound
+        lam += max(abs(lam), 1.0) * (x + 20.0 * (x - (x if last is None else last)))
+        last = x
     return float(cost[np.arange(len(cost)), p.argmax(1)].sum())
