@@ -4,7 +4,8 @@ For every budget and seed, each row runs in a fresh subprocess on the same space
 final-training recipe:
 
 * a method (``greedy-admm``, ``dca``, ``darts+penalty``): its search, then the shared step of
-  :mod:`hwnas.search.finalize` (repair if needed, then fill unless the row says ``:nofill``);
+  :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's architecture
+  without fill is trained too and reported as ``<method>:nofill``;
 * its **null-alpha control** (``<method>:null``): the same derivation and the same shared step
   from *untrained* architecture parameters (Greedy-ADMM: ``train_alpha=False``, the beta/dual
   steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha);
@@ -15,7 +16,8 @@ final-training recipe:
 Reported per run: the method's own architecture (cost / budget per constraint, feasible or
 not), the repair and fill steps, the delivered cost, search seconds, peak RSS, and the test
 accuracy after the same final training (``--final-steps`` SGD steps at ``--final-width`` on the
-final images); trajectories of the constraint (disparity, expected cost, lambda) every 10 steps.
+final images at ``--final-resolution``; the search recipe's final-training settings otherwise;
+the whole official train split by default, 10 % held out); trajectories of the constraint (disparity, expected cost, lambda) every 10 steps.
 The summary gives mean +- std per row and budget, the own-derivation hit rate in [0.9 T, T],
 and paired (same budget and seed) accuracy differences against random and against the control.
 
@@ -43,20 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import RESULTS_DIR, write_result
 
-ROWS = (
-    "greedy-admm",
-    "greedy-admm:null",
-    "greedy-admm:nofill",
-    "dca",
-    "dca:null",
-    "random",
-    "uniform",
-)
+ROWS = ("greedy-admm", "greedy-admm:null", "dca", "dca:null", "random", "uniform")
 TIMED = ("greedy-admm", "dca", "darts+penalty")  # random gets the slowest of these
 
 
-def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool, bool]:
-    """(registry method, settings, null control, fill) of a benchmark row."""
+def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
+    """(registry method, settings over the recipe's, null control) of a benchmark row."""
     name, _, variant = row.partition(":")
     method = "darts" if name == "darts+penalty" else name
     settings = dict(json.loads(args.settings).get(name, {}))
@@ -67,11 +61,11 @@ def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool, boo
     null = variant == "null"
     if null and method == "greedy-admm":
         settings["train_alpha"] = False
-    return method, settings, null, variant != "nofill"
+    return method, settings, null
 
 
-def child(args: argparse.Namespace) -> dict:
-    """One (row, budget, seed) run; returns its figures."""
+def child(args: argparse.Namespace) -> list[dict]:
+    """One (row, budget, seed) search; returns the figures of its delivered architecture(s)."""
     import dataclasses
     import resource
 
@@ -79,6 +73,7 @@ def child(args: argparse.Namespace) -> dict:
     import torch
 
     from hwnas.costs.models import make_constraints
+    from hwnas.data import DataConfig, load_dataset
     from hwnas.search.api import Hooks, SearchResult, get_method, method_config
     from hwnas.search.config import read_recipe, resolve_config
     from hwnas.search.finalize import finalize
@@ -86,7 +81,7 @@ def child(args: argparse.Namespace) -> dict:
     from hwnas.search.trainer import TrainConfig, evaluate, train_model
 
     torch.set_num_threads(1)
-    method, settings, null, fill = row_method(args.child, args)
+    method, settings, null = row_method(args.child, args)
     flags = {"device": args.device, "space": args.space, "method": method, "seed": args.seed}
     config = resolve_config(read_recipe(args.recipe) if args.recipe else None, flags)
     data = dataclasses.replace(
@@ -97,8 +92,15 @@ def child(args: argparse.Namespace) -> dict:
     search = config.search if args.steps is None else dataclasses.replace(
         config.search, steps=args.steps, warmup_steps=args.steps // 5
     )  # fmt: skip
+    settings = {**config.method_settings, **settings}
     config = dataclasses.replace(config, data=data, search=search, method_settings=settings)
-    unconstrained, final, _ = build_problem(config)
+    unconstrained, _, _ = build_problem(config)
+    final = load_dataset(
+        DataConfig(
+            name=data.dataset, root=data.root, resolution=args.final_resolution, seed=config.seed,
+            train_limit=args.final_images, val_fraction=data.val_fraction,
+        )
+    )  # fmt: skip
     limits = {}
     for metric in args.metrics:
         low, high = unconstrained.costs[metric].bounds()
@@ -117,36 +119,50 @@ def child(args: argparse.Namespace) -> dict:
     else:
         result = spec.run(problem, method_config(spec, settings), Hooks())
     seconds = time.perf_counter() - t0
-    done = finalize(problem, result.arch, result.values, fill)
-    torch.manual_seed(config.seed)
-    net = problem.space.build_net(done.arch, width=args.final_width, seed=config.seed)
-    x, y = final.train.tensors
-    f = config.final
+    space, f = problem.space, config.final
     train = TrainConfig(
         steps=args.final_steps, batch_size=f.batch_size, lr=f.lr, momentum=f.momentum,
         weight_decay=f.weight_decay, label_smoothing=f.label_smoothing,
         warmup_steps=f.warmup_steps, seed=config.seed,
     )  # fmt: skip
-    train_model(net, x, y, train)
+
+    def trained(arch) -> tuple[float, float]:
+        torch.manual_seed(config.seed)
+        net = space.build_net(arch, width=args.final_width, seed=config.seed)
+        train_model(net, *final.train.tensors, train)
+        return evaluate(net, *final.val.tensors), evaluate(net, *final.test.tensors)
+
     keys = ("step", "disparity_", "expected_", "lambda_", "violation_", "gap_", "ce")
-    trajectory = [{k: v for k, v in r.items() if k.startswith(keys)} for r in result.history[::10]]
-    return {
-        "row": args.child,
+    common = {
         "method": method,
         "settings": settings,
         "fraction": args.fraction,
         "seed": args.seed,
         "limits": limits,
-        "derivation": done.record,
         "search_seconds": seconds,
         "random_candidates": result.info.get("candidates") if method == "random" else None,
         "search_bounds": result.info.get("search_bounds"),
         "expected_costs": result.info.get("expected_costs"),
-        "val_accuracy": evaluate(net, *final.val.tensors),
-        "test_accuracy": evaluate(net, *final.test.tensors),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "trajectory": trajectory,
+        "convergence": result.info.get("convergence"),
     }
+    out = []
+    variants = [(args.child, True)]
+    if not null and result.values is not None:  # the same search without fill
+        variants.append((f"{args.child}:nofill", False))
+    accuracy: dict = {}
+    for row, fill in variants:
+        done = finalize(problem, result.arch, result.values, fill)
+        if done.arch not in accuracy:
+            accuracy[done.arch] = trained(done.arch)
+        val, test = accuracy[done.arch]
+        out.append({"row": row, **common, "derivation": done.record, "val_accuracy": val,
+                    "test_accuracy": test})  # fmt: skip
+    out[0]["trajectory"] = [
+        {k: v for k, v in r.items() if k.startswith(keys)} for r in result.history[::10]
+    ]
+    for run in out:
+        run["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
 
 
 def _stat(values: list[float]) -> dict | None:
@@ -235,7 +251,9 @@ def plot_trajectories(runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _run_child(argv: list[str], row: str, fraction: float, seed: int, extra: list[str]) -> dict:
+def _run_child(
+    argv: list[str], row: str, fraction: float, seed: int, extra: list[str]
+) -> list[dict]:
     with tempfile.NamedTemporaryFile(suffix=".json") as handle:
         command = [sys.executable, __file__, *argv, "--child", row, "--fraction", str(fraction),
                    "--seed", str(seed), "--result", handle.name, *extra]  # fmt: skip
@@ -255,8 +273,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="search steps (default: recipe)")
     parser.add_argument("--search-images", type=int, default=None)
     parser.add_argument("--final-images", type=int, default=None, help="None: the full set")
-    parser.add_argument("--final-steps", type=int, default=600)
-    parser.add_argument("--final-width", type=float, default=0.5)
+    parser.add_argument("--final-steps", type=int, default=400)
+    parser.add_argument("--final-width", type=float, default=0.25)
+    parser.add_argument("--final-resolution", type=int, default=16)
     parser.add_argument("--penalty-weight", type=float, default=1.0)
     parser.add_argument("--settings", default="{}", help='JSON {"row": {setting: value}}')
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one core each)")
@@ -278,16 +297,18 @@ def main() -> None:
     done = {(r["row"], r["fraction"], r["seed"]) for r in runs}
     argv = [a for a in sys.argv[1:]]
 
-    def one(row: str, fraction: float, seed: int, extra: list[str]) -> dict:
-        run = _run_child(argv, row, fraction, seed, extra)
+    def one(row: str, fraction: float, seed: int, extra: list[str]) -> list[dict]:
+        out = _run_child(argv, row, fraction, seed, extra)
         with journal.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(run) + "\n")
-        own = run["derivation"]["own"]
-        print(f"T={fraction} seed {seed} {row:20s} own {max(own['of_budget'].values()):.3f} "
-              f"({'ok' if own['feasible'] else 'over'}) delivered "
-              f"{max(run['derivation']['fill']['of_budget'].values()):.3f} "
-              f"acc {run['test_accuracy']:.4f} search {run['search_seconds']:.0f} s", flush=True)  # fmt: skip
-        return run
+            handle.writelines(json.dumps(run) + "\n" for run in out)
+        for run in out:
+            own = run["derivation"]["own"]
+            print(f"T={fraction} seed {seed} {run['row']:20s} own "
+                  f"{max(own['of_budget'].values()):.3f} ({'ok' if own['feasible'] else 'over'}) "
+                  f"delivered {max(run['derivation']['fill']['of_budget'].values()):.3f} "
+                  f"acc {run['test_accuracy']:.4f} search {run['search_seconds']:.0f} s",
+                  flush=True)  # fmt: skip
+        return out
 
     timed = [r for r in args.rows if r in TIMED]
     rest = [r for r in args.rows if r not in TIMED and r != "random"]
@@ -295,14 +316,15 @@ def main() -> None:
         for fraction in args.fractions:
             for seed in args.seeds:
                 todo = [r for r in timed + rest if (r, fraction, seed) not in done]
-                runs += list(pool.map(lambda r, f=fraction, s=seed: one(r, f, s, []), todo))
+                for out in pool.map(lambda r, f=fraction, s=seed: one(r, f, s, []), todo):
+                    runs += out
                 if "random" in args.rows and ("random", fraction, seed) not in done:
                     seconds = [
                         r["search_seconds"] for r in runs
                         if r["row"] in timed and r["fraction"] == fraction and r["seed"] == seed
                     ]  # fmt: skip
                     extra = ["--random-seconds", str(max(seconds))] if seconds else []
-                    runs.append(one("random", fraction, seed, extra))
+                    runs += one("random", fraction, seed, extra)
     figures = {
         "space": args.space, "device": args.device, "metrics": args.metrics,
         "fractions_of_range": args.fractions, "seeds": args.seeds, "rows": args.rows,
