@@ -4,8 +4,9 @@ The control (``train_alpha=False``) keeps alpha at its initial noise while the w
 beta-steps and the dual steps run as usual. For each (variant, seed) the method's OWN derived
 architecture (before the shared repair/fill) is priced against every budget and trained from
 scratch at the search width on the final images; figures: own cost / budget, the gated
-supernet's validation accuracy at the end of the search, and the trained architecture's
-validation accuracy (test accuracy reported, never used to choose anything).
+supernet's validation accuracy at the end of the search (for the control that is the whole
+supernet with gates ~1, not comparable), and the trained architecture's validation accuracy
+(test accuracy reported, never used to choose anything).
 
     python bench/greedy_admm_null_alpha.py --space ib-channel [--seeds 0 1 2] [--steps 200]
         [--fraction 0.3] [--metrics latency_ms flops params] [--train-steps 300]
