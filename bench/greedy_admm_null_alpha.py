@@ -33,6 +33,7 @@ def one_run(args: argparse.Namespace, seed: int, train_alpha: bool) -> dict:
     from hwnas.costs.models import make_constraints
     from hwnas.search.api import Hooks
     from hwnas.search.config import resolve_config
+    from hwnas.search.finalize import finalize
     from hwnas.search.greedy_admm import GreedyADMMConfig, run
     from hwnas.search.pipeline import build_problem
     from hwnas.search.trainer import TrainConfig, evaluate, train_model
@@ -73,7 +74,8 @@ def one_run(args: argparse.Namespace, seed: int, train_alpha: bool) -> dict:
         "own_vector": np.asarray(problem.space.arch_vector(own)).tolist(),
         "own_over_budget": {c.metric: c.value(own) / c.limit for c in problem.constraints},
         "repaired_over_budget": {
-            c.metric: c.value(result.arch) / c.limit for c in problem.constraints
+            c.metric: c.value(finalize(problem, own, result.values, True).arch) / c.limit
+            for c in problem.constraints
         },
         "supernet_val_accuracy": result.tried[-1].val_accuracy,
         "val_accuracy": evaluate(net, *final.val.tensors),
