@@ -74,3 +74,16 @@ def write_result(name: str, figures: dict[str, Any], command: Optional[str] = No
     tmp.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def budgets_at(problem: Any, metrics: list[str], fraction: float) -> Any:
+    """``problem`` with one budget per metric at ``fraction`` of that metric's feasible range."""
+    import dataclasses
+
+    from hwnas.costs.models import make_constraints
+
+    limits = {}
+    for metric in metrics:
+        low, high = problem.costs[metric].bounds()
+        limits[metric] = low + fraction * (high - low)
+    return dataclasses.replace(problem, constraints=make_constraints(problem.costs, limits))

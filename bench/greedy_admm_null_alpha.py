@@ -23,14 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import write_result
+from bench._common import budgets_at, write_result
 
 
 def one_run(args: argparse.Namespace, seed: int, train_alpha: bool) -> dict:
     import numpy as np
     import torch
 
-    from hwnas.costs.models import make_constraints
     from hwnas.search.api import Hooks
     from hwnas.search.config import resolve_config
     from hwnas.search.finalize import finalize
@@ -53,13 +52,7 @@ def one_run(args: argparse.Namespace, seed: int, train_alpha: bool) -> dict:
         ),
     )  # fmt: skip
     unconstrained, final, _ = build_problem(config)
-    limits = {}
-    for metric in args.metrics:
-        low, high = unconstrained.costs[metric].bounds()
-        limits[metric] = low + args.fraction * (high - low)
-    problem = dataclasses.replace(
-        unconstrained, constraints=make_constraints(unconstrained.costs, limits)
-    )
+    problem = budgets_at(unconstrained, args.metrics, args.fraction)
     t0 = time.perf_counter()
     result = run(problem, GreedyADMMConfig(train_alpha=train_alpha), Hooks())
     seconds = time.perf_counter() - t0

@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import RESULTS_DIR, write_result
+from bench._common import RESULTS_DIR, budgets_at, write_result
 
 ROWS = ("greedy-admm", "greedy-admm:null", "dca", "dca:null", "random", "uniform")
 TIMED = ("greedy-admm", "dca", "darts+penalty")  # random gets the slowest of these
@@ -72,7 +72,6 @@ def child(args: argparse.Namespace) -> list[dict]:
     import numpy as np
     import torch
 
-    from hwnas.costs.models import make_constraints
     from hwnas.data import DataConfig, load_dataset
     from hwnas.search.api import Hooks, SearchResult, get_method, method_config
     from hwnas.search.config import read_recipe, resolve_config
@@ -101,13 +100,8 @@ def child(args: argparse.Namespace) -> list[dict]:
             train_limit=args.final_images, val_fraction=data.val_fraction,
         )
     )  # fmt: skip
-    limits = {}
-    for metric in args.metrics:
-        low, high = unconstrained.costs[metric].bounds()
-        limits[metric] = low + args.fraction * (high - low)
-    problem = dataclasses.replace(
-        unconstrained, constraints=make_constraints(unconstrained.costs, limits)
-    )
+    problem = budgets_at(unconstrained, args.metrics, args.fraction)
+    limits = {c.metric: c.limit for c in problem.constraints}
     spec = get_method(method)
     t0 = time.perf_counter()
     if null and method != "greedy-admm":  # softmax methods: derive from the initial alpha
