@@ -85,11 +85,18 @@ class DCAConfig(BilevelSettings):
         lookup_grid: bounds the graph is built on, as fractions of the expected-cost range
             ``[sum_l min_k cost, sum_l max_k cost]`` (three points inside the range a short
             search can reach; the curve is linear between them and proportional outside).
-        lookup_refine: extra bounds that refine the graph around the requested budget.
+        lookup_refine: extra bounds that refine the graph around the requested budget
+            (interpolated, or bisecting a cliff: :func:`~hwnas.search.lookup_graph.next_bound`).
+            On fbnet / pi4 the derived cost jumps ~20 ms within ~5 ms of K' (the argmax flips
+            many flat layers at once), so one refinement often leaves the derived architecture
+            well under the budget; each more costs ``len(lookup_seeds)`` searches per budget.
         lookup_steps: steps of each graph search (None: the search budget's steps).
         lookup_seeds: seeds of the graph searches; every bound is searched once per seed and
             the derived costs are averaged (the graph serves every run seed). Two seeds double
-            the cost of a point; a smaller grid and one refinement (instead of 2) pay for it.
+            the cost of a point: the first budget costs 8 graph searches (3 bounds + 1
+            refinement, 2 seeds; 5 before), later ones 2, as before. Sharing one supernet
+            warm-up between them would save only ``warmup_steps / steps`` (20 %) and needs the
+            loop (:func:`hwnas.search.darts.search`) to start from a given state: not done.
         bound_ratio: K' / K_d without the graph.
     """
 

@@ -214,10 +214,9 @@ def search_bound(
     write: bool = True,
 ) -> tuple[float, LookupGraph]:
     """K' for the budget ``limit``: complete the graph on ``grid``, refine it around the answer
-    (at most ``refine`` more searches, each at the interpolated inverse unless a measured point
-    lies within ``rtol`` of it), and return :meth:`LookupGraph.search_bound`: the largest
-    measured K' whose derived cost is within ``limit`` (the inverse when none is). Every new point
-    is cached at once.
+    (at most ``refine`` more searches, :func:`next_bound`), and return
+    :meth:`LookupGraph.search_bound`: the largest measured K' whose derived cost is within
+    ``limit`` (the inverse when none is). Every new point is cached at once.
 
     Args:
         limit: the budget K_d on the derived architecture.
@@ -234,9 +233,30 @@ def search_bound(
             save_graph(graph, write)
             log.info("lookup graph %s: K' %.6g -> derived %.6g", graph.metric, bound, value)
     for _ in range(refine):
-        bound = graph.inverse(limit)
-        if graph.has_near(bound, rtol):
+        bound = next_bound(graph, limit, rtol)
+        if bound is None:
             break
         graph = graph.with_point(bound, measure(bound))
         save_graph(graph, write)
     return graph.search_bound(limit), graph
+
+
+def next_bound(graph: LookupGraph, limit: float, rtol: float) -> Optional[float]:
+    """Where to measure next for ``limit``, None when nothing is left to learn there.
+
+    The interpolated inverse, unless a measured bound lies within ``rtol`` of it. Then, if that
+    point's curve is within ``limit`` the answer is known (None); if it is over, the derived cost
+    jumps between the safe point and it (the argmax flips many layers at once where the softmax
+    is flat): bisect between the largest safe bound and the smallest bound over ``limit``, or
+    None when they are within ``rtol`` of each other.
+    """
+    bound = graph.inverse(limit)
+    if not graph.has_near(bound, rtol):
+        return bound
+    safe = graph.safe_bound(limit)
+    curve, bounds = graph.curve(), np.asarray(graph.bounds)
+    over = bounds[curve > limit]
+    if safe is None or not over.size or over.min() - safe <= rtol * over.min():
+        return None
+    middle = 0.5 * (safe + float(over.min()))
+    return None if graph.has_near(middle, rtol) else middle

@@ -13,6 +13,7 @@ from hwnas.search.lookup_graph import (
     averaged,
     graph_path,
     load_graph,
+    next_bound,
     save_graph,
     search_bound,
 )
@@ -105,3 +106,20 @@ def test_multi_seed_graph_gives_a_tighter_bound_where_searches_over_shoot():
     assert sorted(runs) == sorted((b, s) for b in graph.bounds for s in seeds)  # each seed, each K'
     with pytest.raises(ValueError, match="one seed"):
         averaged(one, ())
+
+
+def test_refinement_bisects_a_cliff_instead_of_stopping_on_an_over_budget_point():
+    """Derived cost with a cliff at K' = 10 (0.5 K' below, 3 K' above, softened over [10, 11]):
+    the interpolated inverse for K_d = 20 lands next to the measured K' = 11 (derived 33), which is
+    over budget; refinement then bisects towards the cliff edge instead of settling for K' = 6."""
+
+    def cliff(bound: float) -> float:
+        return 0.5 * bound if bound < 10 else 0.5 * bound + (min(bound, 11.0) - 10.0) * 27.5
+
+    graph = LookupGraph("flops", identity={**IDENTITY, "space": "cliff"})
+    without, _ = search_bound(20.0, graph, [6.0, 11.0], cliff, refine=0)
+    assert without == 6.0  # the grid alone: the safe point far below the cliff
+    bound, _ = search_bound(20.0, graph, [6.0, 11.0], cliff, refine=4)
+    assert 10.0 < bound < 11.0 and cliff(bound) <= 20.0
+    assert cliff(bound) > 10.0  # derived within 2x of the budget, not 3 (at K' = 6)
+    assert next_bound(LookupGraph("flops", (6.0, 6.1), (3.0, 33.0)), 20.0, 0.02) is None
