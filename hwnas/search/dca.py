@@ -87,14 +87,16 @@ class DCAConfig(BilevelSettings):
             search can reach; the curve is linear between them and proportional outside).
         lookup_refine: extra bounds that refine the graph around the requested budget
             (interpolated, or bisecting a cliff: :func:`~hwnas.search.lookup_graph.next_bound`).
-            On fbnet / pi4 the derived cost jumps ~20 ms within ~5 ms of K' (the argmax flips
-            many flat layers at once), so one refinement often leaves the derived architecture
-            well under the budget; each more costs ``len(lookup_seeds)`` searches per budget.
+            On fbnet / pi4 the derived cost jumps ~25 ms within ~3 ms of K' (the argmax flips
+            many flat layers at once; seeds differ by 4-10 ms there): with 1 refinement budgets
+            at 30 / 45 % of the range derived 0.64 / 0.23 of the budget, with 3 0.92 / 0.74.
+            Each costs ``len(lookup_seeds)`` searches; cached points bracket later budgets, so
+            refinement stops earlier as the graph fills (3 [R]).
         lookup_steps: steps of each graph search (None: the search budget's steps).
         lookup_seeds: seeds of the graph searches; every bound is searched once per seed and
             the derived costs are averaged (the graph serves every run seed). Two seeds double
-            the cost of a point: the first budget costs 8 graph searches (3 bounds + 1
-            refinement, 2 seeds; 5 before), later ones 2, as before. Sharing one supernet
+            the cost of a point: the first budget costs up to 12 graph searches (3 bounds + 3
+            refinements, 2 seeds; 5 before), later ones up to 6. Sharing one supernet
             warm-up between them would save only ``warmup_steps / steps`` (20 %) and needs the
             loop (:func:`hwnas.search.darts.search`) to start from a given state: not done.
         bound_ratio: K' / K_d without the graph.
@@ -108,7 +110,7 @@ class DCAConfig(BilevelSettings):
     equality: bool = True
     lookup_graph: bool = True
     lookup_grid: tuple[float, ...] = (0.2, 0.45, 0.7)
-    lookup_refine: int = 1
+    lookup_refine: int = 3
     lookup_steps: Optional[int] = None
     lookup_seeds: tuple[int, ...] = (0, 1)
     bound_ratio: float = 1.0
