@@ -76,8 +76,8 @@ def child(args: argparse.Namespace) -> list[dict]:
     from hwnas.search.api import Hooks, SearchResult, get_method, method_config
     from hwnas.search.config import read_recipe, resolve_config
     from hwnas.search.finalize import finalize
-    from hwnas.search.pipeline import build_problem
-    from hwnas.search.trainer import TrainConfig, evaluate, train_model
+    from hwnas.search.pipeline import build_problem, final_train_config
+    from hwnas.search.trainer import evaluate, train_model
 
     torch.set_num_threads(1)
     method, settings, null = row_method(args.child, args)
@@ -113,12 +113,7 @@ def child(args: argparse.Namespace) -> list[dict]:
     else:
         result = spec.run(problem, method_config(spec, settings), Hooks())
     seconds = time.perf_counter() - t0
-    space, f = problem.space, config.final
-    train = TrainConfig(
-        steps=args.final_steps, batch_size=f.batch_size, lr=f.lr, momentum=f.momentum,
-        weight_decay=f.weight_decay, label_smoothing=f.label_smoothing,
-        warmup_steps=f.warmup_steps, seed=config.seed,
-    )  # fmt: skip
+    space, train = problem.space, final_train_config(config, args.final_steps)
 
     def trained(arch) -> tuple[float, float]:
         torch.manual_seed(config.seed)

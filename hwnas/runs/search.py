@@ -16,8 +16,7 @@ from typing import Any, Optional
 
 from hwnas.errors import UserError
 from hwnas.search.config import RunConfig
-
-Progress = Callable[[str, int, int, dict], None]
+from hwnas.search.pipeline import Progress
 
 
 def run_search(

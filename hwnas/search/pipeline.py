@@ -86,12 +86,12 @@ def run_search(
     hooks = {
         stage: _hooks(rundir, progress, stage, stop_requested) for stage in ("search", "final")
     }
-    arch, search_seconds = _search_stage(config, problem, rundir, hooks["search"])
+    arch, search_seconds, derivation = _search_stage(config, problem, rundir, hooks["search"])
     _record_classes(rundir, final_splits.num_classes)
     model, train_info = _final_stage(config, problem, arch, final_splits, rundir, hooks["final"])
     report = finish(config, problem, arch, model, final_splits, rundir, predictor, verify_onnx)
     report.update(
-        derivation=rundir.read_json("search.json", "hwnas-search-history")["derivation"],
+        derivation=derivation,
         search_seconds=search_seconds,
         final_train=train_info,
         total_seconds=time.perf_counter() - t_start,
@@ -244,15 +244,16 @@ def _hooks(rundir: RunDir, progress: Optional[Progress], stage: str, stop) -> Ho
 
 
 def _search_stage(config: RunConfig, problem: SearchProblem, rundir: RunDir, hooks: Hooks) -> tuple:
+    """(delivered architecture, search seconds, derivation record), from the run directory
+    when the stage already finished."""
     from hwnas.search.api import get_method, method_config
     from hwnas.search.finalize import finalize
 
     space = problem.space
     if rundir.has("arch.json") and rundir.has("search.json"):
         doc = rundir.read_json("arch.json", "hwnas-arch")
-        return space.arch_from_json(doc["arch"]), rundir.read_json(
-            "search.json", "hwnas-search-history"
-        )["seconds"]
+        history = rundir.read_json("search.json", "hwnas-search-history")
+        return space.arch_from_json(doc["arch"]), history["seconds"], history["derivation"]
     spec = get_method(config.method)
     t0 = time.perf_counter()
     result = spec.run(problem, method_config(spec, config.method_settings), hooks)
@@ -283,7 +284,7 @@ def _search_stage(config: RunConfig, problem: SearchProblem, rundir: RunDir, hoo
             "own_arch": done.record["own"]["arch"],
         },
     )
-    return done.arch, seconds
+    return done.arch, seconds, done.record
 
 
 def _log_derivation(method: str, record: dict) -> None:
@@ -307,7 +308,7 @@ def _log_derivation(method: str, record: dict) -> None:
 def _final_stage(config, problem, arch, splits, rundir: RunDir, hooks: Hooks) -> tuple[Any, dict]:
     import torch
 
-    from hwnas.search.trainer import TrainConfig, train_model
+    from hwnas.search.trainer import train_model
 
     torch.manual_seed(config.seed)
     model = problem.space.build_net(arch, width=1.0, seed=config.seed)
@@ -319,7 +320,19 @@ def _final_stage(config, problem, arch, splits, rundir: RunDir, hooks: Hooks) ->
     if rundir.has("weights.npz") and rundir.has("train.json"):
         rundir.read_weights(model)
         return model, rundir.read_json("train.json", "hwnas-final-train")["info"]
-    train = TrainConfig(
+    info = train_model(model, x, y, final_train_config(config, steps), hooks, name="final")
+    info.update(images=len(x), batch_size=f.batch_size, epochs=steps * f.batch_size / len(x))
+    rundir.write_weights(model)
+    rundir.write_json("train.json", "hwnas-final-train", {"info": info})
+    return model, info
+
+
+def final_train_config(config: RunConfig, steps: int) -> Any:
+    """The :class:`~hwnas.search.trainer.TrainConfig` of the final training (``[final]``)."""
+    from hwnas.search.trainer import TrainConfig
+
+    f = config.final
+    return TrainConfig(
         steps=steps,
         batch_size=f.batch_size,
         lr=f.lr,
@@ -329,8 +342,3 @@ def _final_stage(config, problem, arch, splits, rundir: RunDir, hooks: Hooks) ->
         warmup_steps=f.warmup_steps,
         seed=config.seed,
     )
-    info = train_model(model, x, y, train, hooks, name="final")
-    info.update(images=len(x), batch_size=f.batch_size, epochs=steps * f.batch_size / len(x))
-    rundir.write_weights(model)
-    rundir.write_json("train.json", "hwnas-final-train", {"info": info})
-    return model, info

@@ -84,11 +84,10 @@ def run(problem: SearchProblem, config: RandomSearchConfig, hooks: Hooks) -> Sea
     rng = np.random.default_rng(b.seed)
     timed = config.seconds is not None
     total = config.max_candidates if timed else config.candidates
-    archs: list[Arch] = []
     tried: list[dict] = []
     if hooks.checkpoint is not None and (loaded := hooks.checkpoint.load("search")) is not None:
         tried = loaded[1]["tried"]
-    archs = [sample_feasible(problem, rng, config.fill_samples) for _ in tried]
+    archs: list[Arch] = [sample_feasible(problem, rng, config.fill_samples) for _ in tried]
     n = b.eval_images
     start = time.perf_counter()
     for i in range(len(tried), total):
