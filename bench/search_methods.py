@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -133,6 +133,7 @@ def child(args: argparse.Namespace) -> list[dict]:
         "search_bounds": result.info.get("search_bounds"),
         "expected_costs": result.info.get("expected_costs"),
         "convergence": result.info.get("convergence"),
+        "lookup_seconds": result.info.get("lookup_seconds"),  # DCA: graph searches of this run
     }
     out = []
     variants = [(args.child, True)]
@@ -301,19 +302,37 @@ def main() -> None:
 
     timed = [r for r in args.rows if r in TIMED]
     rest = [r for r in args.rows if r not in TIMED and r != "random"]
+    cells = [(f, s) for s in args.seeds for f in args.fractions]  # every budget of a seed first
+    queue = [(r, f, s) for f, s in cells for r in timed + rest if (r, f, s) not in done]
+    waiting = {(f, s) for f, s in cells if "random" in args.rows and ("random", f, s) not in done}
+
+    def random_ready() -> list[tuple]:
+        """Random rows whose cell's timed rows are all in: they get the slowest one's seconds."""
+        ready = []
+        for f, s in sorted(waiting):
+            mine = [r for r in runs if r["row"] in timed and (r["fraction"], r["seed"]) == (f, s)]
+            if {r["row"] for r in mine} >= set(timed):
+                seconds = max((r["search_seconds"] for r in mine), default=None)
+                extra = ["--random-seconds", str(seconds)] if seconds else []
+                ready.append(("random", f, s, extra))
+                waiting.discard((f, s))
+        return ready
+
+    # Two kinds of work share the pool: method rows in cell order, and each cell's random row
+    # as soon as that cell's timed rows are in (so no core idles while a random row runs).
     with ThreadPoolExecutor(args.jobs) as pool:
-        for fraction in args.fractions:
-            for seed in args.seeds:
-                todo = [r for r in timed + rest if (r, fraction, seed) not in done]
-                for out in pool.map(lambda r, f=fraction, s=seed: one(r, f, s, []), todo):
-                    runs += out
-                if "random" in args.rows and ("random", fraction, seed) not in done:
-                    seconds = [
-                        r["search_seconds"] for r in runs
-                        if r["row"] in timed and r["fraction"] == fraction and r["seed"] == seed
-                    ]  # fmt: skip
-                    extra = ["--random-seconds", str(max(seconds))] if seconds else []
-                    runs += one("random", fraction, seed, extra)
+        running: set = set()
+        ready: list[tuple] = []
+        while True:
+            ready += random_ready()
+            while len(running) < args.jobs and (ready or queue):
+                r, f, s, extra = ready.pop(0) if ready else (*queue.pop(0), [])
+                running.add(pool.submit(one, r, f, s, extra))
+            if not running:
+                break  # all done, or a cell whose timed rows failed (its random row waits)
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                runs += future.result()
     figures = {
         "space": args.space, "device": args.device, "metrics": args.metrics,
         "fractions_of_range": args.fractions, "seeds": args.seeds, "rows": args.rows,
