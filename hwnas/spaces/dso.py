@@ -75,6 +75,14 @@ class DSOBlock(nn.Module):
         out = nodes[geo.NODES]
         return x if out is None else x + out
 
+    def graph_wiring(self) -> tuple[list, int, bool]:
+        """``(edges as (source, target, module), nodes, residual)`` for :mod:`hwnas.graph.lower`
+        (the standalone block: every edge's scale is 1)."""
+        wiring = [
+            (geo.EDGES[e].source, geo.EDGES[e].target, op) for e, op in zip(self.edges, self.ops)
+        ]
+        return wiring, geo.NODES, True
+
 
 class DSONet(nn.Module):
     """Stem, blocks with reductions between them, pooling, classifier.
@@ -94,6 +102,13 @@ class DSONet(nn.Module):
             *(build_module(s) for s in geo.head_specs(res, config.num_classes, width))
         )
         self.config, self.width = config, width
+
+    def graph_blocks(self) -> list[nn.Module]:
+        """The parts in order, for :mod:`hwnas.graph.lower` (export, quantization)."""
+        parts = [self.stem]
+        for b, block in enumerate(self.blocks):
+            parts += [self.reductions[b - 1], block] if b else [block]
+        return [*parts, *self.head]
 
     def forward(self, x: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         x = self.stem(x)

@@ -187,3 +187,32 @@ def test_edge_savings_count_the_edges_a_removal_leaves_dead(space):
     assert saved[b] == pytest.approx(unit[a] + unit[b])  # and 0>1 with node 1's only output
     assert saved[_edge("0>3:s3")] == pytest.approx(unit[_edge("0>3:s3")])  # adding it back
     assert saved[_edge("2>3:c3")] == 0.0  # node 2 has no input: adding 2>3 adds nothing
+
+
+def test_standalone_net_lowers_to_the_graph_the_writers_export(space):
+    """``hwnas export``/``quantize`` lower networks into a graph (BN folded, adds for the node
+    sums and the residual); the dso net's graph runs in onnxruntime and LiteRT as in PyTorch."""
+    import onnxruntime as ort
+
+    from hwnas.export.onnx_writer import graph_to_onnx
+    from hwnas.export.tflite_writer import graph_to_tflite
+    from hwnas.export.verify import run_tflite
+    from hwnas.graph.lower import graph_from_module
+    from hwnas.graph.nodes import Add
+
+    arch = space.parse_arch("0>1:s3+0>3:c3+1>3:c1+1>2:c3+2>3:s3;-;0>3:c1+0>3:s3")
+    net = _supernet(space, seed=3)  # for its BN statistics: prune to the standalone net
+    weights = torch.zeros(geo.NUM_EDGES)
+    for b, block in enumerate(arch):
+        weights[[b * E + e for e in block]] = 1.0
+    standalone = prune(net, weights).eval()
+    graph = graph_from_module(standalone, (1, 3, 32, 32))
+    # block 0: node 3 sums 3 edges, then the residual (3 adds); block 2: 1 sum + residual
+    assert sum(isinstance(n, Add) for n in graph.nodes) == 5
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        want = standalone(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(graph_to_onnx(graph), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input": x})
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-5)
+    np.testing.assert_allclose(run_tflite(graph_to_tflite(graph), x), want, rtol=0, atol=5e-5)
