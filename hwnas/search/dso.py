@@ -12,8 +12,9 @@ NAS as pruning: one scale factor lambda per edge of the completely connected blo
    Latency-aware L1 (the paper's adaptive latency, priced by the LUT instead of timed): edge e's
    L1 multiplier grows with what its removal saves, ``sum_c DeltaLUT_c(e) / budget_c``
    (:func:`~hwnas.spaces.dso.edge_savings`: the edge and every edge its removal leaves dead),
-   normalised to [0, 1] and mapped to [``multiplier_floor``, 1], refreshed every
-   ``refresh_every`` lambda steps. At equal task gradients expensive edges die first.
+   normalised to [0, 1] over the surviving edges and mapped to [``multiplier_floor``, 1] (the
+   others clipped into it), refreshed every ``refresh_every`` lambda steps. At equal task
+   gradients expensive edges die first.
 3. Prune: edges with lambda == 0 go, with every edge left without a path in or out.
 4. Budget [R] (the paper sets gamma_l1 by hand): the last ``final_fraction`` of the sparse steps
    are replayed as *probes* from the state before them, each at one gamma_l1, then pruned. If the
@@ -110,12 +111,16 @@ def apg_step(
     return np.maximum(z + mu * velocity, 0.0), velocity
 
 
-def multipliers(savings: np.ndarray, floor: float) -> np.ndarray:
-    """Savings normalised to [0, 1] and mapped to [floor, 1] (all 1 when they are equal)."""
-    low, high = float(savings.min()), float(savings.max())
+def multipliers(
+    savings: np.ndarray, floor: float, among: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """Savings normalised to [0, 1] over the edges ``among`` (default all; the paper: the
+    surviving ones), mapped to [floor, 1] and clipped there (all 1 when they are equal)."""
+    ref = savings[among] if among is not None and among.any() else savings
+    low, high = float(ref.min()), float(ref.max())
     if high - low <= 1e-12 * max(abs(high), 1.0):
         return np.ones_like(savings)
-    return floor + (1.0 - floor) * (savings - low) / (high - low)
+    return np.clip(floor + (1.0 - floor) * (savings - low) / (high - low), floor, 1.0)
 
 
 def bisect_gamma(
@@ -203,7 +208,9 @@ def _refresh(problem: SearchProblem, config: DSOConfig, state: _State) -> None:
     """Multipliers from the normalised savings ``sum_c DeltaLUT_c(e) / limit_c``."""
     if config.latency_aware and problem.constraints:
         cost = lambda arch: sum(c.value(arch) / c.limit for c in problem.constraints)  # noqa: E731
-        state.mult = multipliers(edge_savings(cost, state.lam > 0), config.multiplier_floor)
+        live = problem.space.arch_vector(surviving(state.lam)).ravel() > 0
+        savings = edge_savings(cost, state.lam > 0)
+        state.mult = multipliers(savings, config.multiplier_floor, among=live)
 
 
 def _step(problem, config: DSOConfig, state: _State, plan: _Plan, gamma: float, data) -> dict:

@@ -131,3 +131,11 @@ def test_an_interrupted_search_resumes_to_the_same_result(make_problem, tmp_path
     assert resumed.arch == plain.arch
     np.testing.assert_array_equal(resumed.values, plain.values)
     assert resumed.info["bisection"] == plain.info["bisection"]
+
+
+def test_multipliers_are_normalised_over_the_surviving_edges():
+    savings = np.array([0.0, 1.0, 2.0, 3.0, 5.0])
+    alive = np.array([False, True, True, True, False])
+    assert multipliers(savings, 0.5).tolist() == pytest.approx([0.5, 0.6, 0.7, 0.8, 1.0])
+    assert multipliers(savings, 0.5, alive).tolist() == pytest.approx([0.5, 0.5, 0.75, 1.0, 1.0])
+    assert multipliers(np.full(4, 2.0), 0.5).tolist() == [1.0] * 4
