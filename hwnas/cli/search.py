@@ -49,7 +49,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", help="search space (default fbnet; a wrong name lists them)")
     p.add_argument(
         "--method",
-        help="search method (default greedy-admm; dca on darts; a wrong name lists them)",
+        help="search method (default greedy-admm; dca on darts; dso on dso; a wrong name lists them)",
     )
     p.add_argument("--latency-ms", type=float, help="latency budget on the device (ms)")
     p.add_argument("--flops-m", type=float, help="FLOPs budget (millions of multiply-accumulates)")
