@@ -207,6 +207,7 @@ METHODS: Registry[MethodSpec] = Registry(
     builtin={
         "darts": "hwnas.search.darts",
         "dca": "hwnas.search.dca",
+        "dsnas": "hwnas.search.dsnas",
         "greedy-admm": "hwnas.search.greedy_admm",
         "random": "hwnas.search.random",
         "uniform": "hwnas.search.uniform",
