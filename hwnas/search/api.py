@@ -209,6 +209,7 @@ METHODS: Registry[MethodSpec] = Registry(
         "dca": "hwnas.search.dca",
         "dsnas": "hwnas.search.dsnas",
         "greedy-admm": "hwnas.search.greedy_admm",
+        "proxyless": "hwnas.search.proxyless",
         "random": "hwnas.search.random",
         "uniform": "hwnas.search.uniform",
     },
