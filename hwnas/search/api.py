@@ -208,6 +208,7 @@ METHODS: Registry[MethodSpec] = Registry(
         "darts": "hwnas.search.darts",
         "dca": "hwnas.search.dca",
         "dsnas": "hwnas.search.dsnas",
+        "fbnet-gumbel": "hwnas.search.fbnet_gumbel",
         "greedy-admm": "hwnas.search.greedy_admm",
         "proxyless": "hwnas.search.proxyless",
         "random": "hwnas.search.random",
