@@ -208,8 +208,11 @@ METHODS: Registry[MethodSpec] = Registry(
     builtin={
         "darts": "hwnas.search.darts",
         "dca": "hwnas.search.dca",
+        "dsnas": "hwnas.search.dsnas",
         "dso": "hwnas.search.dso",
+        "fbnet-gumbel": "hwnas.search.fbnet_gumbel",
         "greedy-admm": "hwnas.search.greedy_admm",
+        "proxyless": "hwnas.search.proxyless",
         "random": "hwnas.search.random",
         "uniform": "hwnas.search.uniform",
     },

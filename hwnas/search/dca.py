@@ -14,7 +14,7 @@ a PI controller on the relative violation with a gain relative to ``|lambda|``
 in a short search). By default the bound is an equality (the search spends it; ``equality =
 False``: the paper's ``K <= K'``). ``info["convergence"]`` says whether the expected cost ended
 within a few percent of ``K'`` with ``lambda`` settled. The loop is DARTS'
-(:func:`hwnas.search.darts.search`) with the Lagrangian as its penalty.
+(:func:`hwnas.search.darts.search`) with the Lagrangian as its objective.
 
 The search bound ``K'`` is not the device budget ``K_d``: the expectation and the derived
 architecture differ, so ``K'`` is read off the lookup graph (:mod:`hwnas.search.lookup_graph`;
