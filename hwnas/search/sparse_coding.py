@@ -1,16 +1,20 @@
-"""Sparse coding for ISTA-NAS (Yang et al., NeurIPS 2020; METHODS.md §4): numpy only.
+"""Sparse coding for ISTA-NAS (Yang et al., NeurIPS 2020; METHODS.md §4); numpy, no torch.
 
 * :func:`fista_lasso`: the LASSO ``argmin_z 1/2 ||A z - b||^2 + lam ||z||_1`` by FISTA (Beck and
   Teboulle, SIAM J. Imaging Sci. 2009) with the gradient-scheme adaptive restart (O'Donoghue and
-  Candes, Found. Comput. Math. 2015), batched over independent problems and warm-startable,
-  finished exactly on the support it finds once that satisfies the optimality conditions.
-  The reference code calls MOSEK through CVXPY; METHODS.md §4.4 asks for a plain solver.
+  Candes, Found. Comput. Math. 2015) and continuation in lam, batched over independent problems
+  and warm-startable, finished exactly on the support it finds once that satisfies the
+  optimality conditions. The reference code calls MOSEK through CVXPY; METHODS.md §4.4 asks for
+  a plain solver.
 * :func:`support_terms`: what the compressed network needs of a support S: ``A_S`` and
   ``z_S^T E_{S,S}`` with ``E = A^T A - I``, so that the effective weights are
   ``w_S = b^T A_S - z_S^T E_{S,S}`` (Eq. 11); ``w_S = z_S`` exactly when ``b = A z``.
 * :func:`best_choice`: one option per group maximising a summed value under several additive
   budgets (a multiple-choice knapsack), exactly, by depth-first branch and bound over the
   groups' Pareto-optimal options, with a bound on the options visited.
+* The ``darts`` nodes (used by :mod:`hwnas.search.ista`): :func:`measurement_matrices`,
+  :func:`edge_values` (|z| in the (28, 8) layout of the space) and :func:`select` (each node's
+  support, the best that meets every budget when the top one does not).
 """
 
 from __future__ import annotations
