@@ -3,12 +3,13 @@
 For every budget and seed, each row runs in a fresh subprocess on the same space, LUT, data and
 final-training recipe:
 
-* a method (``greedy-admm``, ``dca``, ``darts+penalty``): its search, then the shared step of
+* a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``ista`` on ``darts`` only): its search, then the shared step of
   :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's architecture
   without fill is trained too and reported as ``<method>:nofill``;
 * its **null-alpha control** (``<method>:null``): the same derivation and the same shared step
   from *untrained* architecture parameters (Greedy-ADMM: ``train_alpha=False``, the beta/dual
-  steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha);
+  steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha; ISTA-NAS:
+  the support recovered from the untrained initial b, budgets enforced as in its search);
 * ``random``: feasible samples from the same LUT pushed to the budget, each trained briefly,
   for the **same wall-clock** as the slowest method row of that budget and seed;
 * ``uniform``: the MobileNetV2-like baseline (no search).
@@ -45,8 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import RESULTS_DIR, budgets_at, write_result
 
-ROWS = ("greedy-admm", "greedy-admm:null", "dca", "dca:null", "random", "uniform")
-TIMED = ("greedy-admm", "dca", "darts+penalty")  # random gets the slowest of these
+ROWS = ("greedy-admm", "greedy-admm:null", "dca", "dca:null", "ista", "ista:null", "random",
+        "uniform")  # fmt: skip  # rows whose method does not search the space are left out
+TIMED = ("greedy-admm", "dca", "darts+penalty", "ista")  # random gets the slowest of these
 
 
 def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
@@ -104,7 +106,11 @@ def child(args: argparse.Namespace) -> list[dict]:
     limits = {c.metric: c.limit for c in problem.constraints}
     spec = get_method(method)
     t0 = time.perf_counter()
-    if null and method != "greedy-admm":  # softmax methods: derive from the initial alpha
+    if null and method == "ista":  # the support of the untrained initial b
+        from hwnas.search.ista import derive_untrained
+
+        result = derive_untrained(problem, method_config(spec, settings))
+    elif null and method != "greedy-admm":  # softmax methods: derive from the initial alpha
         from hwnas.search.bilevel import derive_arch
 
         noise = np.random.default_rng(config.seed).standard_normal(problem.space.alpha_shape)
@@ -241,6 +247,20 @@ def plot_trajectories(runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _searches(row: str, args: argparse.Namespace) -> bool:
+    """Whether the row's method works on ``args.space`` (ista: darts only; random and uniform:
+    not darts); says so if not."""
+    from hwnas.search.api import get_method
+    from hwnas.spaces.base import space_class
+
+    relaxation = space_class(args.space).relaxation
+    method = row_method(row, args)[0]
+    if relaxation in get_method(method).relaxations:
+        return True
+    print(f"row {row} left out: {method} does not search space {args.space}", flush=True)
+    return False
+
+
 def _run_child(
     argv: list[str], row: str, fraction: float, seed: int, extra: list[str]
 ) -> list[dict]:
@@ -279,6 +299,7 @@ def main() -> None:
     if args.child:
         Path(args.result).write_text(json.dumps(child(args)), encoding="utf-8")
         return
+    args.rows = [r for r in args.rows if _searches(r, args)]
     name = args.name or f"search_methods_{args.space}"
     journal = RESULTS_DIR / f"{name}.jsonl"
     runs = (
