@@ -312,7 +312,7 @@ def run(problem: SearchProblem, config: ISTAConfig, hooks: Hooks) -> SearchResul
     """ISTA-NAS search (module docstring)."""
     _check(problem)
     b, data = problem.budget, problem.data
-    state, meta = _State(problem, config), None
+    state = _State(problem, config)
     if hooks.checkpoint is not None and (loaded := hooks.checkpoint.load("search")) is not None:
         state.restore(*loaded)
         log.info("ista resumed at step %d", state.meta["step"])
