@@ -4,14 +4,15 @@ For every budget and seed, each row runs in a fresh subprocess on the same space
 final-training recipe:
 
 * a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``dsnas``, ``proxyless``,
-  ``fbnet-gumbel``): its search, then the shared step of
+  ``fbnet-gumbel``, ``ista`` on ``darts`` only): its search, then the shared step of
   :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's architecture
   without fill is trained too and reported as ``<method>:nofill``;
 * its **null-alpha control** (``<method>:null``): the same derivation and the same shared step
   from *untrained* architecture parameters (Greedy-ADMM: ``train_alpha=False``, the beta/dual
   steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha, which
   every softmax method draws alike from the seed, so ``dca:null`` is the control of all of them,
-  ``NULL_ROW``);
+  ``NULL_ROW``); ISTA-NAS: the support recovered from the untrained initial b, budgets
+  enforced as in its search;
 * for ``dsnas``, also the **inherited** network (DSNAS' "no retraining"): the delivered
   architecture with the search-trained supernet's weights (BN recalibrated), its test accuracy
   as is and after the same final training as the from-scratch one; only when the final
@@ -60,11 +61,13 @@ ROWS = (
     "dsnas",
     "proxyless",
     "fbnet-gumbel",
+    "ista",
+    "ista:null",
     "random",
     "uniform",
 )
 # random gets the slowest of these
-TIMED = ("greedy-admm", "dca", "darts+penalty", "dsnas", "proxyless", "fbnet-gumbel")
+TIMED = ("greedy-admm", "dca", "darts+penalty", "dsnas", "proxyless", "fbnet-gumbel", "ista")
 NULL_ROW = {  # rows whose null-alpha control is another row's (the same initial alpha)
     "darts+penalty": "dca:null",
     "dsnas": "dca:null",
@@ -129,7 +132,11 @@ def child(args: argparse.Namespace) -> list[dict]:
     spec = get_method(method)
     t0 = time.perf_counter()
     supernet = None
-    if null and method != "greedy-admm":  # softmax methods: derive from the initial alpha
+    if null and method == "ista":  # the support of the untrained initial b
+        from hwnas.search.ista import derive_untrained
+
+        result = derive_untrained(problem, method_config(spec, settings))
+    elif null and method != "greedy-admm":  # softmax methods: derive from the initial alpha
         from hwnas.search.bilevel import derive_arch
 
         noise = np.random.default_rng(config.seed).standard_normal(problem.space.alpha_shape)
@@ -304,6 +311,20 @@ def plot_trajectories(runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _searches(row: str, args: argparse.Namespace) -> bool:
+    """Whether the row's method works on ``args.space`` (ista: darts only; random and uniform:
+    not darts); says so if not."""
+    from hwnas.search.api import get_method
+    from hwnas.spaces.base import space_class
+
+    relaxation = space_class(args.space).relaxation
+    method = row_method(row, args)[0]
+    if relaxation in get_method(method).relaxations:
+        return True
+    print(f"row {row} left out: {method} does not search space {args.space}", flush=True)
+    return False
+
+
 def _run_child(
     argv: list[str], row: str, fraction: float, seed: int, extra: list[str]
 ) -> list[dict]:
@@ -342,6 +363,7 @@ def main() -> None:
     if args.child:
         Path(args.result).write_text(json.dumps(child(args)), encoding="utf-8")
         return
+    args.rows = [r for r in args.rows if _searches(r, args)]
     name = args.name or f"search_methods_{args.space}"
     journal = RESULTS_DIR / f"{name}.jsonl"
     runs = (

@@ -212,6 +212,7 @@ METHODS: Registry[MethodSpec] = Registry(
         "dso": "hwnas.search.dso",
         "fbnet-gumbel": "hwnas.search.fbnet_gumbel",
         "greedy-admm": "hwnas.search.greedy_admm",
+        "ista": "hwnas.search.ista",
         "proxyless": "hwnas.search.proxyless",
         "random": "hwnas.search.random",
         "uniform": "hwnas.search.uniform",

@@ -17,6 +17,11 @@ Two speed-ups of DCA-NAS (Dutta et al., arXiv 2307.04443, Sec. 3.3), both option
   candidate ops run on C / b channels, and one 1x1 conv + BN per node expands the node's sum back
   to C (the paper does not give b; 4 follows PC-DARTS' K = 4 [R]).
 
+ISTA-NAS (Yang et al., NeurIPS 2020) uses the same supernet sparsely: ``forward_sparse`` runs
+only the picked (source, op) pairs of every node, and its one-stage mode ends every candidate op
+in a frozen affine BN (``make_bn_affine_``, ``unfreeze_bn_``) into which the weights are folded
+at the end (``fold_into_bn_``, Eq. 12).
+
 Standalone network: the same macro-architecture with the genotype's two ops per node, built from
 the block specs of :mod:`hwnas.spaces.darts_geometry` (the modules the LUT timed, BN affine), so
 its FLOPs and parameters are the analytic sums and its latency the LUT sum.
@@ -25,6 +30,7 @@ its FLOPs and parameters are the analytic sums and its latency the LUT sum.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -35,6 +41,7 @@ from hwnas.spaces import darts_geometry as dg
 from hwnas.spaces.darts_genotype import CELL_TYPES, EDGES_PER_CELL, Genotype, edge_index
 
 STEPS = dg.STEPS
+Picks = Sequence[Sequence[tuple[int, int]]]  # per node, its (source, op) pairs
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
@@ -138,6 +145,22 @@ class SearchCell(nn.Module):
             states.append(self.expand[node](total) if self.expand else total)
         return torch.cat(states[2:], dim=1)
 
+    def forward_sparse(
+        self, s0: torch.Tensor, s1: torch.Tensor, picks: Picks, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Only the picked ops run: node n sums ``weights[n, i] * op(state[source])`` over its
+        picks ``picks[n] = ((source, op), ...)`` (op indexes PRIMITIVES, never ``none``)."""
+        if self.weight_sharing or self.squeeze is not None:
+            raise ValueError("sparse forward runs without weight sharing and bottleneck")
+        states = [self.pre0(s0), self.pre1(s1)]
+        for node in range(STEPS):
+            total = 0
+            for (source, op), w in zip(picks[node], weights[node]):
+                edge = self.ops[edge_index(node, source)]
+                total = total + w * edge.ops[op - 1](states[source])
+            states.append(total)
+        return torch.cat(states[2:], dim=1)
+
 
 @torch.no_grad()
 def init_search_weights_(module: nn.Module, seed: int) -> nn.Module:
@@ -181,6 +204,68 @@ class DartsSupernet(nn.Module):
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
         return self.classifier(self.pool(s1))
+
+    def forward_sparse(self, x: torch.Tensor, picks: Picks, weights: torch.Tensor) -> torch.Tensor:
+        """Only the picked ops run (ISTA-NAS' sub-graph, Yang et al. NeurIPS 2020, Eq. 11).
+
+        Args:
+            x: (B, 3, H, W) images.
+            picks: per node of the normal cell (0..3) then the reduction cell (4..7), its
+                ``(source, op)`` pairs.
+            weights: (8, picks per node) weight of every pick.
+        """
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            first = STEPS if cell.reduction else 0
+            part = slice(first, first + STEPS)
+            s0, s1 = s1, cell.forward_sparse(s0, s1, picks[part], weights[part])
+        return self.classifier(self.pool(s1))
+
+    # -- ISTA-NAS one-stage (Yang et al., NeurIPS 2020, Alg. 2 and Eq. 12) ----------------------
+    def make_bn_affine_(self) -> DartsSupernet:
+        """Every candidate op ends in an affine BN frozen at gamma = 1, beta = 0 (the identity
+        gets one); the one-stage search trains them once a node is fixed (:meth:`unfreeze_bn_`)."""
+        for cell in self.cells:
+            for opset in cell.ops:
+                c = next(m for m in opset.modules() if isinstance(m, nn.BatchNorm2d)).num_features
+                for k, op in enumerate(opset.ops):
+                    if isinstance(op, nn.Identity):
+                        opset.ops[k] = nn.Sequential(op, _bn(c))
+                _frozen_affine_(opset)
+        return self
+
+    def unfreeze_bn_(self, reduction: bool, node: int) -> None:
+        """BN affine of every candidate op on the edges into ``node`` become trainable."""
+        for cell in self.cells:
+            if cell.reduction == reduction:
+                for source in range(node + 2):
+                    for m in cell.ops[edge_index(node, source)].modules():
+                        if isinstance(m, nn.BatchNorm2d) and m.affine:
+                            m.requires_grad_(True)
+
+    @torch.no_grad()
+    def fold_into_bn_(self, picks: Picks, weights: torch.Tensor) -> None:
+        """Eq. 12: ``gamma <- w gamma``, ``beta <- w beta`` in the last BN of every picked op
+        (every op ends in one after :meth:`make_bn_affine_`), so that :meth:`forward_sparse`
+        with unit weights gives what it gave with ``weights``."""
+        for cell in self.cells:
+            first = STEPS if cell.reduction else 0
+            for node in range(STEPS):
+                for (source, op), w in zip(picks[first + node], weights[first + node]):
+                    module = cell.ops[edge_index(node, source)].ops[op - 1]
+                    bn = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+                    bn.weight.mul_(w)
+                    bn.bias.mul_(w)
+
+
+def _frozen_affine_(module: nn.Module) -> None:
+    """Every BN under ``module`` becomes affine, gamma = 1 and beta = 0, not trainable."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            bn = nn.BatchNorm2d(child.num_features, track_running_stats=False)
+            setattr(module, name, bn.requires_grad_(False))
+        else:
+            _frozen_affine_(child)
 
 
 class DartsCell(nn.Module):
