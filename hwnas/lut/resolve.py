@@ -50,8 +50,8 @@ def resolve_lut(device: str, space: Optional[str] = "fbnet") -> Path:
             )
         if matches:
             return matches[0]
-    reference = _shipped_spaces(device)
-    if space and reference and not _user_spaces(device):
+    reference = _spaces_in(paths.shipped_luts_dir(), device)
+    if space and reference and not _spaces_in(paths.user_luts_dir(), device):
         raise UserError(
             f"device {device!r} has only the shipped reference LUT for {', '.join(reference)} "
             f"(published numbers, nothing to measure), which does not cover space {space!r}; "
@@ -67,14 +67,8 @@ def resolve_lut(device: str, space: Optional[str] = "fbnet") -> Path:
     )
 
 
-def _shipped_spaces(device: str) -> list[str]:
-    folder = paths.shipped_luts_dir()
-    found = folder.glob(f"{device}_*.json") if folder.is_dir() else []
-    return sorted(p.stem.partition("_")[2] for p in found)
-
-
-def _user_spaces(device: str) -> list[str]:
-    folder = paths.user_luts_dir()
+def _spaces_in(folder: Path, device: str) -> list[str]:
+    """Spaces of the ``<device>_<space>.json`` LUTs in ``folder``."""
     found = folder.glob(f"{device}_*.json") if folder.is_dir() else []
     return sorted(p.stem.partition("_")[2] for p in found)
 
