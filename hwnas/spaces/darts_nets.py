@@ -7,6 +7,8 @@ by the caller (28, 8): rows 0..13 for every normal cell, 14..27 for every reduct
 DARTS, every BN inside a cell is ``affine=False``; here it also keeps no running statistics
 (search-time BN always normalises with batch statistics), and each pooling op has a BN appended.
 ``none`` outputs zeros, so ``w_none * 0`` is not computed; its weight still enters the softmax.
+Given ``active`` (28, 8) bool, only those ops run (single-path methods such as NAO-WS pass a
+genotype's one-hot edges: the cell then computes exactly the genotype's two ops per node).
 
 Two speed-ups of DCA-NAS (Dutta et al., arXiv 2307.04443, Sec. 3.3), both optional:
 
@@ -25,7 +27,9 @@ its FLOPs and parameters are the analytic sums and its latency the LUT sum.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -117,7 +121,14 @@ class SearchCell(nn.Module):
         else:
             self.ops = nn.ModuleList(OpSet(cb, e.stride) for e in dg.edges(geo))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        s0: torch.Tensor,
+        s1: torch.Tensor,
+        weights: torch.Tensor,
+        active: Optional[np.ndarray] = None,
+    ) -> torch.Tensor:
+        """``active`` (14, 8) bool: only these ops run (a single path: the genotype's 8 edges)."""
         states = [self.pre0(s0), self.pre1(s1)]
         inputs: list[torch.Tensor] = []  # the (squeezed) state each op reads
         shared: dict[int, torch.Tensor] = {}
@@ -128,6 +139,11 @@ class SearchCell(nn.Module):
             total = 0
             for j in range(node + 2):
                 e = edge_index(node, j)
+                if active is not None:
+                    ops = (self.ops[j] if self.weight_sharing else self.ops[e]).ops
+                    for k in np.flatnonzero(active[e, 1:]):
+                        total = total + weights[e, 1 + k] * ops[k](inputs[j])
+                    continue
                 if self.weight_sharing:
                     if j not in shared:
                         shared[j] = self.ops[j](inputs[j])
@@ -135,6 +151,8 @@ class SearchCell(nn.Module):
                 else:
                     outs = self.ops[e](inputs[j])
                 total = total + torch.einsum("k,kbchw->bchw", weights[e, 1:], outs)
+            if not isinstance(total, torch.Tensor):
+                raise ValueError(f"node {node}: no active op on any incoming edge")
             states.append(self.expand[node](total) if self.expand else total)
         return torch.cat(states[2:], dim=1)
 
@@ -175,11 +193,19 @@ class DartsSupernet(nn.Module):
         self.pool = GlobalAvgPool()
         self.classifier = nn.Linear(geometry[-1].c_out, num_classes)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, weights: torch.Tensor, active: Optional[np.ndarray] = None
+    ) -> torch.Tensor:
+        """``active`` (28, 8) bool: run only these ops (a sampled genotype's single path; their
+        weights are used as given); None: every op, mixed by ``weights``."""
         s0 = s1 = self.stem(x)
         normal, reduce = weights[:EDGES_PER_CELL], weights[EDGES_PER_CELL:]
+        masks = (
+            (None, None) if active is None else (active[:EDGES_PER_CELL], active[EDGES_PER_CELL:])
+        )
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
+            mix, mask = (reduce, masks[1]) if cell.reduction else (normal, masks[0])
+            s0, s1 = s1, cell(s0, s1, mix, mask)
         return self.classifier(self.pool(s1))
 
 
