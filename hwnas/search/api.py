@@ -208,6 +208,7 @@ METHODS: Registry[MethodSpec] = Registry(
         "darts": "hwnas.search.darts",
         "dca": "hwnas.search.dca",
         "greedy-admm": "hwnas.search.greedy_admm",
+        "nao": "hwnas.search.nao",
         "random": "hwnas.search.random",
         "uniform": "hwnas.search.uniform",
     },
