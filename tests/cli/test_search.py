@@ -51,7 +51,7 @@ def test_budgets_outside_the_range_exit_2_naming_it(capsys, tmp_path):
 def test_unknown_names_list_the_known_ones(capsys):
     assert "known: darts, fbnet, ib-channel" in _fail(capsys, *TINY, "--space", "nope")
     err = _fail(capsys, *TINY, "--method", "nope")
-    assert "known: darts, dca, greedy-admm, random, uniform" in err
+    assert "known: darts, dca, greedy-admm, nao, random, uniform" in err
     assert "pi4" in _fail(capsys, *TINY, "--device", "nope")
 
 
