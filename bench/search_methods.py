@@ -3,12 +3,14 @@
 For every budget and seed, each row runs in a fresh subprocess on the same space, LUT, data and
 final-training recipe:
 
-* a method (``greedy-admm``, ``dca``, ``darts+penalty``): its search, then the shared step of
-  :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's architecture
-  without fill is trained too and reported as ``<method>:nofill``;
+* a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``nao``): its search, then the shared
+  step of :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's
+  architecture without fill is trained too and reported as ``<method>:nofill``;
 * its **null-alpha control** (``<method>:null``): the same derivation and the same shared step
   from *untrained* architecture parameters (Greedy-ADMM: ``train_alpha=False``, the beta/dual
-  steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha);
+  steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha; NAO:
+  ``optimize=False``, the best of the initial random pool under the same supernet training,
+  without the embedding optimisation);
 * ``random``: feasible samples from the same LUT pushed to the budget, each trained briefly,
   for the **same wall-clock** as the slowest method row of that budget and seed;
 * ``uniform``: the MobileNetV2-like baseline (no search).
@@ -45,8 +47,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import RESULTS_DIR, budgets_at, write_result
 
-ROWS = ("greedy-admm", "greedy-admm:null", "dca", "dca:null", "random", "uniform")
-TIMED = ("greedy-admm", "dca", "darts+penalty")  # random gets the slowest of these
+ROWS = (
+    "greedy-admm",
+    "greedy-admm:null",
+    "dca",
+    "dca:null",
+    "nao",
+    "nao:null",
+    "random",
+    "uniform",
+)
+TIMED = ("greedy-admm", "dca", "darts+penalty", "nao")  # random gets the slowest of these
+SETTING_NULLS = {"greedy-admm": {"train_alpha": False}, "nao": {"optimize": False}}
 
 
 def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
@@ -59,8 +71,8 @@ def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
     if name == "random" and args.random_seconds is not None:
         settings["seconds"] = args.random_seconds
     null = variant == "null"
-    if null and method == "greedy-admm":
-        settings["train_alpha"] = False
+    if null:
+        settings.update(SETTING_NULLS.get(method, {}))
     return method, settings, null
 
 
@@ -104,7 +116,7 @@ def child(args: argparse.Namespace) -> list[dict]:
     limits = {c.metric: c.limit for c in problem.constraints}
     spec = get_method(method)
     t0 = time.perf_counter()
-    if null and method != "greedy-admm":  # softmax methods: derive from the initial alpha
+    if null and method not in SETTING_NULLS:  # softmax methods: derive from the initial alpha
         from hwnas.search.bilevel import derive_arch
 
         noise = np.random.default_rng(config.seed).standard_normal(problem.space.alpha_shape)
