@@ -3,14 +3,21 @@
 For every budget and seed, each row runs in a fresh subprocess on the same space, LUT, data and
 final-training recipe:
 
-* a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``nao``): its search, then the shared
-  step of :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's
-  architecture without fill is trained too and reported as ``<method>:nofill``;
+* a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``dsnas``, ``proxyless``,
+  ``fbnet-gumbel``, ``nao``, ``ista`` on ``darts`` only): its search, then the shared step of
+  :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's architecture
+  without fill is trained too and reported as ``<method>:nofill``;
 * its **null-alpha control** (``<method>:null``): the same derivation and the same shared step
   from *untrained* architecture parameters (Greedy-ADMM: ``train_alpha=False``, the beta/dual
-  steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha; NAO:
-  ``optimize=False``, the best of the initial random pool under the same supernet training,
-  without the embedding optimisation);
+  steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha, which
+  every softmax method draws alike from the seed, so ``dca:null`` is the control of all of them,
+  ``NULL_ROW``); ISTA-NAS: the support recovered from the untrained initial b, budgets
+  enforced as in its search; NAO: ``optimize=False``, the best of the initial random pool
+  under the same supernet training, without the embedding optimisation;
+* for ``dsnas``, also the **inherited** network (DSNAS' "no retraining"): the delivered
+  architecture with the search-trained supernet's weights (BN recalibrated), its test accuracy
+  as is and after the same final training as the from-scratch one; only when the final
+  training runs at the search's width and resolution (else it is recorded as skipped);
 * ``random``: feasible samples from the same LUT pushed to the budget, each trained briefly,
   for the **same wall-clock** as the slowest method row of that budget and seed;
 * ``uniform``: the MobileNetV2-like baseline (no search).
@@ -52,13 +59,26 @@ ROWS = (
     "greedy-admm:null",
     "dca",
     "dca:null",
+    "dsnas",
+    "proxyless",
+    "fbnet-gumbel",
+    "ista",
+    "ista:null",
     "nao",
     "nao:null",
     "random",
     "uniform",
 )
-TIMED = ("greedy-admm", "dca", "darts+penalty", "nao")  # random gets the slowest of these
-SETTING_NULLS = {"greedy-admm": {"train_alpha": False}, "nao": {"optimize": False}}
+# random gets the slowest of these
+TIMED = (
+    "greedy-admm", "dca", "darts+penalty", "dsnas", "proxyless", "fbnet-gumbel", "ista", "nao"
+)  # fmt: skip
+NULL_ROW = {  # rows whose null-alpha control is another row's (the same initial alpha)
+    "darts+penalty": "dca:null",
+    "dsnas": "dca:null",
+    "proxyless": "dca:null",
+    "fbnet-gumbel": "dca:null",
+}
 
 
 def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
@@ -71,8 +91,10 @@ def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
     if name == "random" and args.random_seconds is not None:
         settings["seconds"] = args.random_seconds
     null = variant == "null"
-    if null:
-        settings.update(SETTING_NULLS.get(method, {}))
+    if null and method == "greedy-admm":
+        settings["train_alpha"] = False
+    if null and method == "nao":
+        settings["optimize"] = False
     return method, settings, null
 
 
@@ -116,16 +138,30 @@ def child(args: argparse.Namespace) -> list[dict]:
     limits = {c.metric: c.limit for c in problem.constraints}
     spec = get_method(method)
     t0 = time.perf_counter()
-    if null and method not in SETTING_NULLS:  # softmax methods: derive from the initial alpha
+    supernet = None
+    if null and method == "ista":  # the support of the untrained initial b
+        from hwnas.search.ista import derive_untrained
+
+        result = derive_untrained(problem, method_config(spec, settings))
+    elif null and method not in ("greedy-admm", "nao"):  # softmax methods: the initial alpha
         from hwnas.search.bilevel import derive_arch
 
         noise = np.random.default_rng(config.seed).standard_normal(problem.space.alpha_shape)
         probs = torch.softmax(torch.from_numpy(1e-3 * noise), dim=-1).numpy()
         result = SearchResult(derive_arch(problem, probs), values=probs)
+    elif method == "dsnas":  # keep the search-trained supernet: DSNAS does not retrain
+        from hwnas.search.dsnas import search_with_supernet
+
+        result, supernet = search_with_supernet(problem, method_config(spec, settings), Hooks())
     else:
         result = spec.run(problem, method_config(spec, settings), Hooks())
     seconds = time.perf_counter() - t0
     space, train = problem.space, final_train_config(config, args.final_steps)
+    search_resolution = config.data.search_resolution or config.resolution
+    same_geometry = (args.final_width, args.final_resolution) == (
+        space.config.search_width,
+        search_resolution,
+    )
 
     def trained(arch) -> tuple[float, float]:
         torch.manual_seed(config.seed)
@@ -133,7 +169,25 @@ def child(args: argparse.Namespace) -> list[dict]:
         train_model(net, *final.train.tensors, train)
         return evaluate(net, *final.val.tensors), evaluate(net, *final.test.tensors)
 
-    keys = ("step", "disparity_", "expected_", "lambda_", "violation_", "gap_", "ce")
+    def inherited(arch) -> dict:
+        """The search-trained child of ``arch``: test accuracy as is, then after the same final
+        training the from-scratch network gets."""
+        from hwnas.search.dsnas import inherited_child
+
+        if not same_geometry:
+            return {"skipped": f"final training at width {args.final_width} and "
+                    f"{args.final_resolution} px, search at {space.config.search_width} and "
+                    f"{search_resolution} px"}  # fmt: skip
+        torch.manual_seed(config.seed)
+        x, y = final.train.tensors
+        net = inherited_child(supernet, arch, x[:1000])
+        untrained = evaluate(net, *final.test.tensors)
+        train_model(net, x, y, train)
+        return {"test_accuracy_untrained": untrained, "val_accuracy": evaluate(net, *final.val.tensors),
+                "test_accuracy": evaluate(net, *final.test.tensors)}  # fmt: skip
+
+    keys = ("step", "disparity_", "expected_", "sampled_", "lambda_", "violation_", "gap_", "ce")
+    keys += ("tau", "fixed", "objective")
     common = {
         "method": method,
         "settings": settings,
@@ -159,6 +213,8 @@ def child(args: argparse.Namespace) -> list[dict]:
         val, test = accuracy[done.arch]
         out.append({"row": row, **common, "derivation": done.record, "val_accuracy": val,
                     "test_accuracy": test})  # fmt: skip
+        if supernet is not None:
+            out[-1]["inherited"] = inherited(done.arch)
     out[0]["trajectory"] = [
         {k: v for k, v in r.items() if k.startswith(keys)} for r in result.history[::10]
     ]
@@ -206,6 +262,13 @@ def summarize(runs: list[dict]) -> dict:
                 "fill_steps": _stat([len(r["derivation"]["fill"]["steps"]) for r in rs]),
                 "delivered_of_budget": _stat(delivered),
                 "test_accuracy": _stat([r["test_accuracy"] for r in rs]),
+                "inherited_test_accuracy": _stat(
+                    [
+                        r["inherited"]["test_accuracy"]
+                        for r in rs
+                        if "test_accuracy" in (r.get("inherited") or {})
+                    ]
+                ),
                 "search_seconds": _stat([r["search_seconds"] for r in rs]),
                 "peak_rss_mb": _stat([r["peak_rss_mb"] for r in rs]),
             }
@@ -213,7 +276,9 @@ def summarize(runs: list[dict]) -> dict:
         out[row] = {
             "budgets": per_budget,
             "vs_random": _paired(runs, row, "random") if row != "random" else None,
-            "vs_null": _paired(runs, row, f"{name}:null") if ":" not in row else None,
+            "vs_null": _paired(runs, row, NULL_ROW.get(name, f"{name}:null"))
+            if ":" not in row
+            else None,
             "vs_nofill": _paired(runs, row, f"{name}:nofill") if ":" not in row else None,
         }
     return out
@@ -251,6 +316,20 @@ def plot_trajectories(runs: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _searches(row: str, args: argparse.Namespace) -> bool:
+    """Whether the row's method works on ``args.space`` (ista: darts only; random and uniform:
+    not darts); says so if not."""
+    from hwnas.search.api import get_method
+    from hwnas.spaces.base import space_class
+
+    relaxation = space_class(args.space).relaxation
+    method = row_method(row, args)[0]
+    if relaxation in get_method(method).relaxations:
+        return True
+    print(f"row {row} left out: {method} does not search space {args.space}", flush=True)
+    return False
 
 
 def _run_child(
@@ -291,6 +370,7 @@ def main() -> None:
     if args.child:
         Path(args.result).write_text(json.dumps(child(args)), encoding="utf-8")
         return
+    args.rows = [r for r in args.rows if _searches(r, args)]
     name = args.name or f"search_methods_{args.space}"
     journal = RESULTS_DIR / f"{name}.jsonl"
     runs = (

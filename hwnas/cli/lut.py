@@ -26,7 +26,7 @@ from hwnas.errors import UserError
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build-lut", help="measure a latency LUT on a device")
     b.add_argument("--device", required=True, help="device to measure on (e.g. local)")
-    b.add_argument("--space", default="fbnet", help="fbnet (default), ib-channel or darts")
+    b.add_argument("--space", default="fbnet", help="fbnet (default), ib-channel, darts or dso")
     b.add_argument("--resolution", type=int, default=None, help="input size (space default)")
     b.add_argument(
         "--precision",

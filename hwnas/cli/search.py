@@ -49,7 +49,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", help="search space (default fbnet; a wrong name lists them)")
     p.add_argument(
         "--method",
-        help="search method (default greedy-admm; dca on darts; a wrong name lists them)",
+        help="search method (default greedy-admm; dca on darts; dso on dso; a wrong name lists them)",
     )
     p.add_argument("--latency-ms", type=float, help="latency budget on the device (ms)")
     p.add_argument("--flops-m", type=float, help="FLOPs budget (millions of multiply-accumulates)")
@@ -74,7 +74,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="after the method (and repair), spend the budget left on the ops or channels the "
-        "method prefers (default: on; the report shows the method's own architecture, what "
+        "method prefers (default: off, the benchmarked better choice; the report shows the method's own architecture, what "
         "repair changed and what fill changed)",
     )
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run")

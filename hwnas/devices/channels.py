@@ -135,7 +135,10 @@ class ProcessChannel(Channel):
         self._collect_stderr(self.proc.stderr)
 
     def _why(self) -> str:
-        code = self.proc.poll()
+        try:  # the pipe closed: the process is exiting, its status may lag behind (busy host)
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
         status = f" (exit status {code})" if code is not None else ""
         return status + super()._why()
 

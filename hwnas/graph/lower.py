@@ -3,8 +3,13 @@
 Handles the modules of :mod:`hwnas.blocks.torch_blocks` that FBNet networks are made of: conv +
 BN + activation sequences (stem, head, non-identity skips), inverted bottlenecks (grouped 1x1
 convs with channel shuffle, depthwise convs, identity residuals), identity skips, global average
-pooling and the linear classifier. Anything else raises :class:`~hwnas.errors.UserError` naming
-the module, so an unsupported space fails loudly instead of exporting a wrong graph.
+pooling and the linear classifier; sequences of those; and blocks that are DAGs of them and say
+so (the ``dso`` space's blocks): a module with ``graph_wiring()`` returning ``(edges, nodes,
+residual)``, ``edges`` a list of ``(source node, target node, module)`` over nodes ``0..nodes``
+(0: the block input), each node the sum of its edges, the output node ``nodes`` (plus the input
+when ``residual``). A network that is no ``nn.Sequential`` may list its parts in
+``graph_blocks()``. Anything else raises :class:`~hwnas.errors.UserError` naming the module, so
+an unsupported space fails loudly instead of exporting a wrong graph.
 
 BN folding (Jacob et al., "Quantization and Training of Neural Networks for Efficient
 Integer-Arithmetic-Only Inference", CVPR 2018): with ``s = gamma / sqrt(running_var + eps)``,
@@ -102,6 +107,31 @@ def _inverted_bottleneck(b: _Builder, m: InvertedBottleneck, x: str, where: str)
     return y
 
 
+def _sum(b: _Builder, parts: list[str]) -> str:
+    total = parts[0]
+    for part in parts[1:]:
+        name = b.name("add")
+        total = b.add(Add(name, total, part, f"{name}_out"))
+    return total
+
+
+def _dag(b: _Builder, m: nn.Module, x: str, where: str) -> str:
+    """A block wired as ``m.graph_wiring()`` says (module docstring)."""
+    edges, nodes, residual = m.graph_wiring()
+    values = {0: x}
+    for i in range(1, nodes + 1):
+        parts = [
+            _block(b, op, values[s], f"{where}.edge {s}>{t}")
+            for s, t, op in edges
+            if t == i and s in values
+        ]
+        if parts:
+            values[i] = _sum(b, parts)
+    if nodes not in values:
+        return x
+    return _sum(b, [x, values[nodes]]) if residual else values[nodes]
+
+
 def _block(b: _Builder, m: nn.Module, x: str, where: str) -> str:
     if isinstance(m, nn.Identity):
         return x
@@ -109,6 +139,12 @@ def _block(b: _Builder, m: nn.Module, x: str, where: str) -> str:
         return _inverted_bottleneck(b, m, x, where)
     if isinstance(m, nn.Sequential) and len(m) and isinstance(m[0], nn.Conv2d):
         return _conv_seq(b, m, x, where)
+    if isinstance(m, nn.Sequential) and len(m):
+        for i, part in enumerate(m):
+            x = _block(b, part, x, f"{where}.{i}")
+        return x
+    if hasattr(m, "graph_wiring"):
+        return _dag(b, m, x, where)
     if isinstance(m, GlobalAvgPool):
         name = b.name("pool")
         return b.add(GlobalPool(name, x, f"{name}_out"))
@@ -133,13 +169,16 @@ def graph_from_module(
     """Fold an eval-mode network into a :class:`Graph`.
 
     Args:
-        module: an ``nn.Sequential`` of FBNet-space blocks (``build_sequential``), or one block.
+        module: an ``nn.Sequential`` of FBNet-space blocks (``build_sequential``), one block, or
+            a network listing its blocks in ``graph_blocks()`` (module docstring).
         input_shape: (1, C, H, W).
         blocks: the blocks in order, if ``module`` is not itself a sequence of them.
 
     Returns:
         The graph; its output is named ``"output"`` and its input ``"input"``.
     """
+    if blocks is None and hasattr(module, "graph_blocks"):
+        blocks = module.graph_blocks()
     parts = (
         list(blocks)
         if blocks is not None

@@ -50,7 +50,7 @@ class BuildConfig:
 
     Attributes:
         device: registered device name.
-        space: build plan name (``fbnet``, ``ib-channel``, ``darts``).
+        space: build plan name (``fbnet``, ``ib-channel``, ``darts``, ``dso``).
         out: LUT file to write (default: ``<user LUT dir>/<device>_<space>.json``).
         n_archs: whole networks timed for the calibration (0: none).
         statistic: what the calibration predicts for a whole network: ``min`` (fastest sample,

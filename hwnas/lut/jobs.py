@@ -69,7 +69,7 @@ def plan_groups(plan: BuildPlan, n_archs: int, seed: int, group_size: int = 12) 
     return groups
 
 
-PRECISION_SPACES = ("fbnet", "ib-channel")  # spaces whose ops the quantized writers cover
+PRECISION_SPACES = ("fbnet", "ib-channel", "dso")  # spaces whose ops the quantized writers cover
 
 ModelWriter = Callable[[Graph, str, str], bytes]
 """``(graph, precision, fmt) -> model bytes``: what a build asks for models other than fp32 ONNX.
@@ -85,8 +85,9 @@ def check_precision(space: str, precision: str, fmt: str) -> None:
     if fmt not in FORMATS:
         raise UserError(f"unknown model format {fmt!r}; known: {', '.join(FORMATS)}")
     if (precision, fmt) != ("fp32", "onnx") and space not in PRECISION_SPACES:
+        names = f"{', '.join(PRECISION_SPACES[:-1])} and {PRECISION_SPACES[-1]}"
         raise UserError(
-            f"{precision} {fmt} models exist for the {' and '.join(PRECISION_SPACES)} spaces, "
+            f"{precision} {fmt} models exist for the {names} spaces, "
             f"not {space!r}; build it at fp32 with onnx"
         )
 

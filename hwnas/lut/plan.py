@@ -19,6 +19,10 @@ Plans here:
 * ``darts``: the ops of the DARTS C=16, 8-cell search network on 32 x 32 inputs
   (:mod:`hwnas.spaces.darts_geometry`). Its cells are DAGs, not chains, so the plan has no
   network sampler: the LUT holds block entries only (no calibration, no ``validate``).
+* ``dso``: the edge ops of the DSO-NAS space's completely connected blocks (conv 3x3, the
+  depthwise and pointwise halves of a separable 3x3, conv 1x1, per block geometry) and its stem,
+  reductions, pooling and classifier (:mod:`hwnas.spaces.dso_geometry`); its blocks are DAGs too,
+  so block entries only.
 
 ``quick=True`` gives a small plan of the same kind (a few ops or widths per position) for tests
 and smoke runs.
@@ -294,4 +298,47 @@ def darts_plan(
         quick=quick,
         note="DARTS ops (sep/dil conv 3x3 and 5x5, max/avg pool, factorized reduce) at the "
         "shapes of the C=16, 8-cell search network, + stem, preprocessing, pooling, classifier",
+    )
+
+
+# -- dso -------------------------------------------------------------------------------------------
+
+
+@BUILD_PLANS.register("dso")
+def dso_plan(
+    resolution: Optional[int] = None, num_classes: Optional[int] = None, quick: bool = False
+) -> BuildPlan:
+    """The DSO-NAS space's edge ops and fixed blocks: block entries only, no whole networks.
+
+    Already small (14 blocks at the default geometry), so ``quick`` measures the same blocks.
+    """
+    from hwnas.spaces import dso_geometry as dg
+
+    resolution, num_classes = resolution or 32, num_classes or 10
+    if resolution < 8:
+        raise UserError(f"dso needs a resolution of at least 8 pixels, got {resolution}")
+    blocks = [
+        spec
+        for slot in dg.block_slots(resolution)
+        for op in range(len(dg.OPS))
+        for spec in dg.edge_specs(slot, op)
+    ]
+    fixed = dg.fixed_specs(resolution, num_classes)
+
+    def no_text(arch: Arch) -> str:
+        raise UserError("dso LUTs have no whole-network encoding (block entries only)")
+
+    return BuildPlan(
+        space="dso",
+        resolution=resolution,
+        num_classes=num_classes,
+        blocks=_dedup([*blocks, *fixed]),
+        fixed=tuple(fixed),
+        sample_arch=None,
+        network=None,
+        format_arch=no_text,
+        parse_arch=lambda text: no_text(()),  # type: ignore[arg-type,return-value]
+        quick=quick,
+        note="DSO-NAS edge ops (conv 3x3, depthwise 3x3 + pointwise 1x1, conv 1x1) per block "
+        "geometry, + stem, stride-2 reductions, pooling, classifier",
     )

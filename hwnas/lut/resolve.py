@@ -50,12 +50,33 @@ def resolve_lut(device: str, space: Optional[str] = "fbnet") -> Path:
             )
         if matches:
             return matches[0]
+    reference = _shipped_spaces(device)
+    if space and reference and not _user_spaces(device):
+        raise UserError(
+            f"device {device!r} has only the shipped reference LUT for {', '.join(reference)} "
+            f"(published numbers, nothing to measure), which does not cover space {space!r}; "
+            f"build a {space} LUT on a device hwnas can measure (hwnas build-lut --device local "
+            f"--space {space}, or a device added with 'hwnas devices add') and pass that --device"
+        )
     listing = "; ".join(f"{d}: {', '.join(s)}" for d, s in available_luts().items()) or "none"
     wanted = f"space {space!r}" if space else "any space"
+    flag = f" --space {space}" if space else ""
     raise UserError(
         f"no LUT for device {device!r} and {wanted} (build one with 'hwnas build-lut --device "
-        f"{device}'); LUTs available: {listing}"
+        f"{device}{flag}'); LUTs available: {listing}"
     )
+
+
+def _shipped_spaces(device: str) -> list[str]:
+    folder = paths.shipped_luts_dir()
+    found = folder.glob(f"{device}_*.json") if folder.is_dir() else []
+    return sorted(p.stem.partition("_")[2] for p in found)
+
+
+def _user_spaces(device: str) -> list[str]:
+    folder = paths.user_luts_dir()
+    found = folder.glob(f"{device}_*.json") if folder.is_dir() else []
+    return sorted(p.stem.partition("_")[2] for p in found)
 
 
 def lut_argument(ref: str, space: Optional[str] = None) -> Path:

@@ -192,7 +192,8 @@ class MethodSpec:
     Attributes:
         run: ``run(problem, config, hooks) -> SearchResult``.
         config_cls: frozen dataclass of its hyperparameters (all fields have defaults).
-        relaxations: space relaxations it supports (``"choice"``, ``"channel"``).
+        relaxations: space relaxations it supports (``"choice"``, ``"channel"``, ``"edge"``,
+            ``"cell"``).
         summary: one line for ``--help`` and error messages.
     """
 
@@ -207,8 +208,13 @@ METHODS: Registry[MethodSpec] = Registry(
     builtin={
         "darts": "hwnas.search.darts",
         "dca": "hwnas.search.dca",
+        "dsnas": "hwnas.search.dsnas",
+        "dso": "hwnas.search.dso",
+        "fbnet-gumbel": "hwnas.search.fbnet_gumbel",
         "greedy-admm": "hwnas.search.greedy_admm",
+        "ista": "hwnas.search.ista",
         "nao": "hwnas.search.nao",
+        "proxyless": "hwnas.search.proxyless",
         "random": "hwnas.search.random",
         "uniform": "hwnas.search.uniform",
     },
@@ -226,7 +232,8 @@ def list_methods() -> list[str]:
 
 DEFAULT_METHODS = ("greedy-admm", "dca")
 """Preference order of the method a run gets when it names none: the first that supports the
-space's relaxation (greedy-admm on ``fbnet``/``ib-channel``, dca on ``darts``)."""
+space's relaxation (greedy-admm on ``fbnet``/``ib-channel``, dca on ``darts``; otherwise the
+first registered method that does: dso on ``dso``)."""
 
 
 def default_method(space: str) -> str:

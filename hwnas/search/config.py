@@ -94,7 +94,8 @@ class RunConfig:
     final: FinalSection = field(default_factory=FinalSection)
     method_settings: dict = field(default_factory=dict)
     recipe: Optional[str] = None
-    fill: bool = True  # spend the budget the method's repaired architecture leaves (finalize)
+    fill: bool = False  # spend the budget the method's repaired architecture leaves (finalize);
+    # off by default: bench/results/search_methods_fbnet.json, no fill beat fill at equal budget
 
     def limits(self) -> dict[str, Optional[float]]:
         """Constraint limits in the cost models' units (ms, MACs, parameters)."""

@@ -11,8 +11,11 @@ Every step, after ``warmup_steps`` weight-only steps:
      ``v = grad_w' L_val(w', alpha)`` and the Hessian-vector product
      ``H v = grad^2_{alpha, w} L_train(w, alpha) v`` is a central difference with
      ``eps = 0.01 / ||v||`` (:class:`Unrolled`);
-   * plus the gradient of a penalty on the expected cost (``penalty_weight`` > 0: "DARTS + a
-     latency penalty", METHODS.md §10.3 (b) and (d); DCA-NAS plugs its Lagrangian in here);
+   * the objective is a function of the validation CE and softmax(alpha)
+     (:class:`~hwnas.search.objectives.Objective`), its gradient by the chain rule from the CE's:
+     plain DARTS is the CE alone; ``penalty_weight`` > 0 adds a penalty on the expected cost
+     ("DARTS + a latency penalty", METHODS.md §10.3 (b) and (d)); DCA-NAS plugs its Lagrangian
+     in here; a multiplicative objective (FBNet's) works the same way;
 2. weight step (SGD, cosine lr, grad-norm clip) on the training batch.
 
 The architecture is derived at the end (DARTS' genotype rule on ``darts``, argmax per layer on
@@ -28,13 +31,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from hwnas.costs.models import Constraint
 from hwnas.errors import UserError
 from hwnas.search.api import METHODS, Hooks, MethodSpec, SearchProblem, SearchResult, Tried
 from hwnas.search.bilevel import (
@@ -47,6 +48,7 @@ from hwnas.search.bilevel import (
     observe,
 )
 from hwnas.search.distributed import current
+from hwnas.search.objectives import CostPenalty, Objective, chain_grad
 from hwnas.search.trainer import BatchStream, cosine_lr, set_lr
 
 log = logging.getLogger(__name__)
@@ -74,42 +76,6 @@ class DartsConfig(BilevelSettings):
             raise UserError(f"darts penalty must be one of {', '.join(PENALTIES)}")
         if self.penalty_weight < 0:
             raise UserError("darts: penalty_weight >= 0")
-
-
-class Penalty(Protocol):
-    """What the bi-level loop adds to the alpha objective (DARTS: a fixed penalty; DCA-NAS: a
-    Lagrangian whose multipliers it updates after every alpha step)."""
-
-    def loss(self, probs: torch.Tensor) -> Optional[torch.Tensor]: ...
-
-    def observe(self, probs: torch.Tensor, row: dict) -> None: ...
-
-    def state(self) -> dict: ...
-
-    def load(self, state: dict) -> None: ...
-
-
-class CostPenalty:
-    """``weight * sum_c f(E_c[cost](probs) / limit_c)``, f linear or a hinge at 1."""
-
-    def __init__(self, constraints: Sequence[Constraint], weight: float, form: str) -> None:
-        self.constraints, self.weight, self.form = tuple(constraints), weight, form
-
-    def loss(self, probs: torch.Tensor) -> Optional[torch.Tensor]:
-        if self.weight == 0 or not self.constraints:
-            return None
-        ratios = torch.stack([c.cost.expected(probs) / c.limit for c in self.constraints])
-        terms = ratios if self.form == "linear" else torch.relu(ratios - 1.0)
-        return self.weight * terms.sum()
-
-    def observe(self, probs: torch.Tensor, row: dict) -> None:
-        return None
-
-    def state(self) -> dict:
-        return {}
-
-    def load(self, state: dict) -> None:
-        return None
 
 
 def _grads(loss: torch.Tensor, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -193,11 +159,13 @@ def search(
     problem: SearchProblem,
     config: BilevelSettings,
     hooks: Hooks,
-    penalty: Penalty,
+    penalty: Objective,
     name: str,
 ) -> SearchResult:
-    """The bi-level loop (module docstring) with ``penalty`` on the alpha objective; returns the
-    derived architecture (before any repair) with softmax(alpha) as its preferences."""
+    """The bi-level loop (module docstring) minimising ``penalty``'s objective of the validation
+    CE and softmax(alpha) (:mod:`hwnas.search.objectives`: additive or multiplicative) in alpha;
+    returns the derived architecture (before any repair) with softmax(alpha) as its
+    preferences."""
     space, b = problem.space, problem.budget
     if space.relaxation not in RELAXATIONS:
         raise UserError(f"{name} works on softmax-relaxed spaces (fbnet, darts), not {space.name}")
@@ -255,9 +223,8 @@ def _one_step(problem, config, state, streams, penalty, unrolled) -> dict:
             grad, local["ce_val"] = unrolled.alpha_grad(train, val, lr, state.opt_w)
         else:
             grad, local["ce_val"] = first_order_grad(net, alpha, *val)
-        extra = penalty.loss(edge_probs(alpha))
-        if extra is not None:
-            grad = grad + torch.autograd.grad(extra, [alpha])[0]
+        ce_val = ctx.mean({"ce": local["ce_val"]})["ce"]  # the global batch's, on every rank
+        grad, row["objective"] = chain_grad(penalty, ce_val, grad, edge_probs(alpha), alpha)
         state.opt_a.zero_grad(set_to_none=True)
         alpha.grad = grad
         state.opt_a.step()

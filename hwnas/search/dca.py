@@ -14,7 +14,7 @@ a PI controller on the relative violation with a gain relative to ``|lambda|``
 in a short search). By default the bound is an equality (the search spends it; ``equality =
 False``: the paper's ``K <= K'``). ``info["convergence"]`` says whether the expected cost ended
 within a few percent of ``K'`` with ``lambda`` settled. The loop is DARTS'
-(:func:`hwnas.search.darts.search`) with the Lagrangian as its penalty.
+(:func:`hwnas.search.darts.search`) with the Lagrangian as its objective.
 
 The search bound ``K'`` is not the device budget ``K_d``: the expectation and the derived
 architecture differ, so ``K'`` is read off the lookup graph (:mod:`hwnas.search.lookup_graph`;
@@ -268,6 +268,7 @@ def run(problem: SearchProblem, config: DCAConfig, hooks: Hooks) -> SearchResult
         else:
             bounds[c.metric] = config.bound_ratio * c.limit
         log.info("dca: %s budget %.6g -> search bound %.6g", c.metric, c.limit, bounds[c.metric])
+    lookup_seconds = time.perf_counter() - t0
     costs = {c.metric: c.cost for c in problem.constraints}
     reach = _reachable(problem, costs, bounds, config)
     lagrangian = make_lagrangian(costs, bounds, config)
@@ -290,7 +291,7 @@ def run(problem: SearchProblem, config: DCAConfig, hooks: Hooks) -> SearchResult
         "convergence": settled,
         "reachable": reach,
         "lookup_graphs": graphs,
-        "lookup_seconds": time.perf_counter() - t0,  # 0 when the cached graph had every point
+        "lookup_seconds": lookup_seconds,  # about 0 when the cached graph had every point
     }
     return dataclasses.replace(result, info=info)
 

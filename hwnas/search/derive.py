@@ -64,7 +64,8 @@ def make_feasible(
 
     Args:
         space: the space (its relaxation picks the procedure).
-        start: op indices (L,) for "choice" spaces, a keep mask over items (N,) for "channel".
+        start: op indices (L,) for "choice" spaces, a keep mask over items (N,) for "channel"
+            and "edge" spaces (both priced by :class:`~hwnas.costs.tables.ChannelTable`).
         values: preferences of the same shape as the architecture parameters.
         constraints: the budgets (all must hold at the end).
         fill: after repair, spend the unused budget (module docstring); False: repair only.

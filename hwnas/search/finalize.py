@@ -63,7 +63,7 @@ def finalize(
         final = make_feasible_cells(arch, prefs, constraints, fill and applies, trace)
     else:
         start = space.arch_vector(arch)
-        if space.relaxation == "channel":
+        if space.relaxation in ("channel", "edge"):  # one item per channel / edge
             start = space.cost_table("flops").keep_from_counts(start)
         final = make_feasible(space, start, prefs, constraints, fill and applies, trace)
     repaired = trace.repaired if trace.repaired is not None else arch
@@ -131,4 +131,9 @@ def position_name(relaxation: str, shape: tuple[int, ...], index: int) -> str:
 
         cell = ("normal", "reduce")[index // STEPS]
         return f"{cell} cell node {index % STEPS}"
+    if relaxation == "edge":
+        from hwnas.spaces.dso_geometry import EDGES
+
+        block, edge = np.unravel_index(index, shape)
+        return f"block {block} edge {EDGES[edge].name}"
     return f"layer {index}"

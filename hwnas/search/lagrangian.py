@@ -108,6 +108,12 @@ class Lagrangian:
         terms = self.violation(probs)
         return sum(self.lam[m] * terms[m] for m in terms)  # type: ignore[return-value]
 
+    def objective(self, ce: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """The Lagrangian: ``CE + sum_c lambda_c x_c`` (an additive
+        :class:`~hwnas.search.objectives.Objective`)."""
+        term = self.loss(probs)
+        return ce if term is None else ce + term
+
     def observe(self, probs: torch.Tensor, row: dict) -> None:
         """The dual update after the alpha step; logs lambda and the violation."""
         with torch.no_grad():

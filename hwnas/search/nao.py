@@ -57,6 +57,7 @@ from hwnas.spaces.base import Arch
 
 log = logging.getLogger(__name__)
 _SOURCES = gt.STEPS + 1  # darts: sources 0..4 are tokens 0..4, ops 1..7 are tokens 5..11
+_ONES = torch.ones(len(gt.CELL_TYPES) * gt.STEPS, 2)  # darts: a weight per (node, pick)
 VERDICTS = ("new", "seen", "rejected_over_budget", "rejected_by_predictor")
 
 
@@ -159,14 +160,11 @@ def _feasible(problem: SearchProblem, rng: np.random.Generator, fill: bool) -> A
     return make_feasible(space, space.arch_vector(arch), values, problem.constraints, fill)
 
 
-def _path(problem: SearchProblem, arch: Arch) -> tuple[torch.Tensor, np.ndarray]:
-    """One-hot supernet weights of ``arch`` and the ops to run (``none`` never runs)."""
-    vector = problem.space.arch_vector(arch)
-    onehot = np.zeros(problem.space.alpha_shape, dtype=bool)
-    onehot[np.arange(len(vector)), vector] = True
-    if problem.space.relaxation == "cell":
-        onehot[:, 0] = False
-    return torch.from_numpy(onehot.astype(np.float32)), onehot
+def _forward(problem: SearchProblem, net: nn.Module, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+    """Logits of ``arch``'s single path through the supernet (only its ops run)."""
+    if problem.space.relaxation == "cell":  # per node its two (source, op) pairs, weight 1
+        return net.forward_sparse(x, [arch[i : i + 2] for i in range(0, len(arch), 2)], _ONES)
+    return net.forward_path(x, arch)
 
 
 @torch.no_grad()
@@ -180,7 +178,7 @@ def _accuracies(problem, net, pool) -> np.ndarray:
         m.momentum = 0.0  # batch statistics, running ones untouched
     try:
         return np.array(
-            [float((net(x, *_path(problem, a)).argmax(1) == y).float().mean()) for a in pool]
+            [float((_forward(problem, net, x, a).argmax(1) == y).float().mean()) for a in pool]
         )
     finally:
         for m, momentum in zip(bns, momenta):
@@ -256,7 +254,7 @@ def _train(problem, net, opt, stream, pool, rng, steps: range, hooks, clip: floa
         set_lr(opt, cosine_lr(b.lr, step, b.steps))
         x, y = stream.batch(step)
         arch = pool[rng.integers(len(pool))]
-        loss = nn.functional.cross_entropy(net(x, *_path(problem, arch)), y)
+        loss = nn.functional.cross_entropy(_forward(problem, net, x, arch), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), clip)

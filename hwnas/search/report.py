@@ -107,6 +107,12 @@ def _notes(config: RunConfig, predictor: Any) -> list[str]:
         notes.append(
             "ib-channel latency: per-channel linear fits of the LUT's inverted bottlenecks"
         )
+    if config.space == "dso":
+        notes.append(
+            "dso latency: the LUT entries of the surviving edges' convs plus stem, reductions and "
+            "head; the adds that join edges are not priced and the LUT has no end-to-end "
+            "calibration (its blocks are DAGs)"
+        )
     return notes
 
 

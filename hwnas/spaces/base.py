@@ -5,7 +5,7 @@ A space is everything a search method needs to know about *what* it searches, an
 parameters of its relaxation, additive cost tables per metric (``hwnas.costs``), a trainable
 supernet, and the standalone network of a discrete architecture.
 
-Two relaxations exist (``Space.relaxation``):
+Relaxations (``Space.relaxation``):
 
 * ``"choice"``: one op per layer (FBNet). Architecture parameters have shape (L, K); the supernet
   mixes the K ops of a layer with weights (L, K) it is given (gates, softmax probabilities or a
@@ -13,6 +13,12 @@ Two relaxations exist (``Space.relaxation``):
 * ``"channel"``: one gate per middle channel (FGA-NAS / AtomNAS). Architecture parameters have
   shape (N,); the supernet multiplies channel i by ``weights[i]``. Cost tables are
   :class:`~hwnas.costs.tables.ChannelTable`.
+* ``"edge"``: one scale factor per edge of a completely connected block (DSO-NAS, ``dso``).
+  Architecture parameters have shape (N,); the supernet multiplies edge i's output by
+  ``weights[i]``; an architecture is the set of surviving edges. Cost tables are
+  :class:`~hwnas.costs.tables.ChannelTable` with one item per edge, so repair and fill treat
+  edges like channels.
+* ``"cell"``: DARTS cells (``hwnas.spaces.darts``).
 
 Importing this module does not import torch; ``build_supernet``/``build_net`` do.
 """
@@ -69,7 +75,7 @@ class Space(ABC):
     """One search space instance (geometry fixed by a :class:`SpaceConfig`)."""
 
     name: ClassVar[str] = ""
-    relaxation: ClassVar[str] = ""  # "choice" or "channel"
+    relaxation: ClassVar[str] = ""  # "choice", "channel", "edge" or "cell"
     lut_space: ClassVar[str] = ""  # the hwnas.lut space whose LUT entries price its latency
     latency_luts: ClassVar[tuple[str, ...]] = ()  # LUT spaces to look for, in order (default:
     # lut_space); the space's cost_table("latency_ms", source) gets a predictor or a LUT
@@ -98,7 +104,7 @@ class Space(ABC):
     @property
     @abstractmethod
     def alpha_shape(self) -> tuple[int, ...]:
-        """Shape of the architecture parameters: (L, K) for "choice", (N,) for "channel"."""
+        """Shape of the architecture parameters: (L, K) for "choice", (N,) for "channel"/"edge"."""
 
     @abstractmethod
     def arch_vector(self, arch: Arch) -> np.ndarray:
@@ -144,6 +150,7 @@ SPACES: Registry[type[Space]] = Registry(
     "space",
     builtin={
         "darts": "hwnas.spaces.darts",
+        "dso": "hwnas.spaces.dso",
         "fbnet": "hwnas.spaces.fbnet",
         "ib-channel": "hwnas.spaces.ib_channel",
     },

@@ -154,8 +154,7 @@ class DartsSpace(Space):
     def build_supernet(
         self, seed: int = 0, weight_sharing: bool = False, bottleneck: int = 1
     ) -> Any:
-        """The search network at ``search_width`` (``forward(x, weights (28, 8), active=None)``;
-        ``active`` (28, 8) bool runs only those ops: a single path).
+        """The search network at ``search_width`` (``forward(x, weights (28, 8))``).
 
         Args:
             seed: weight init.

@@ -7,8 +7,6 @@ by the caller (28, 8): rows 0..13 for every normal cell, 14..27 for every reduct
 DARTS, every BN inside a cell is ``affine=False``; here it also keeps no running statistics
 (search-time BN always normalises with batch statistics), and each pooling op has a BN appended.
 ``none`` outputs zeros, so ``w_none * 0`` is not computed; its weight still enters the softmax.
-Given ``active`` (28, 8) bool, only those ops run (single-path methods such as NAO-WS pass a
-genotype's one-hot edges: the cell then computes exactly the genotype's two ops per node).
 
 Two speed-ups of DCA-NAS (Dutta et al., arXiv 2307.04443, Sec. 3.3), both optional:
 
@@ -19,6 +17,11 @@ Two speed-ups of DCA-NAS (Dutta et al., arXiv 2307.04443, Sec. 3.3), both option
   candidate ops run on C / b channels, and one 1x1 conv + BN per node expands the node's sum back
   to C (the paper does not give b; 4 follows PC-DARTS' K = 4 [R]).
 
+ISTA-NAS (Yang et al., NeurIPS 2020) uses the same supernet sparsely: ``forward_sparse`` runs
+only the picked (source, op) pairs of every node, and its one-stage mode ends every candidate op
+in a frozen affine BN (``make_bn_affine_``, ``unfreeze_bn_``) into which the weights are folded
+at the end (``fold_into_bn_``, Eq. 12).
+
 Standalone network: the same macro-architecture with the genotype's two ops per node, built from
 the block specs of :mod:`hwnas.spaces.darts_geometry` (the modules the LUT timed, BN affine), so
 its FLOPs and parameters are the analytic sums and its latency the LUT sum.
@@ -27,9 +30,8 @@ its FLOPs and parameters are the analytic sums and its latency the LUT sum.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -39,6 +41,7 @@ from hwnas.spaces import darts_geometry as dg
 from hwnas.spaces.darts_genotype import CELL_TYPES, EDGES_PER_CELL, Genotype, edge_index
 
 STEPS = dg.STEPS
+Picks = Sequence[Sequence[tuple[int, int]]]  # per node, its (source, op) pairs
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
@@ -121,14 +124,7 @@ class SearchCell(nn.Module):
         else:
             self.ops = nn.ModuleList(OpSet(cb, e.stride) for e in dg.edges(geo))
 
-    def forward(
-        self,
-        s0: torch.Tensor,
-        s1: torch.Tensor,
-        weights: torch.Tensor,
-        active: Optional[np.ndarray] = None,
-    ) -> torch.Tensor:
-        """``active`` (14, 8) bool: only these ops run (a single path: the genotype's 8 edges)."""
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
         inputs: list[torch.Tensor] = []  # the (squeezed) state each op reads
         shared: dict[int, torch.Tensor] = {}
@@ -139,11 +135,6 @@ class SearchCell(nn.Module):
             total = 0
             for j in range(node + 2):
                 e = edge_index(node, j)
-                if active is not None:
-                    ops = (self.ops[j] if self.weight_sharing else self.ops[e]).ops
-                    for k in np.flatnonzero(active[e, 1:]):
-                        total = total + weights[e, 1 + k] * ops[k](inputs[j])
-                    continue
                 if self.weight_sharing:
                     if j not in shared:
                         shared[j] = self.ops[j](inputs[j])
@@ -151,9 +142,23 @@ class SearchCell(nn.Module):
                 else:
                     outs = self.ops[e](inputs[j])
                 total = total + torch.einsum("k,kbchw->bchw", weights[e, 1:], outs)
-            if not isinstance(total, torch.Tensor):
-                raise ValueError(f"node {node}: no active op on any incoming edge")
             states.append(self.expand[node](total) if self.expand else total)
+        return torch.cat(states[2:], dim=1)
+
+    def forward_sparse(
+        self, s0: torch.Tensor, s1: torch.Tensor, picks: Picks, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Only the picked ops run: node n sums ``weights[n, i] * op(state[source])`` over its
+        picks ``picks[n] = ((source, op), ...)`` (op indexes PRIMITIVES, never ``none``)."""
+        if self.weight_sharing or self.squeeze is not None:
+            raise ValueError("sparse forward runs without weight sharing and bottleneck")
+        states = [self.pre0(s0), self.pre1(s1)]
+        for node in range(STEPS):
+            total = 0
+            for (source, op), w in zip(picks[node], weights[node]):
+                edge = self.ops[edge_index(node, source)]
+                total = total + w * edge.ops[op - 1](states[source])
+            states.append(total)
         return torch.cat(states[2:], dim=1)
 
 
@@ -193,20 +198,74 @@ class DartsSupernet(nn.Module):
         self.pool = GlobalAvgPool()
         self.classifier = nn.Linear(geometry[-1].c_out, num_classes)
 
-    def forward(
-        self, x: torch.Tensor, weights: torch.Tensor, active: Optional[np.ndarray] = None
-    ) -> torch.Tensor:
-        """``active`` (28, 8) bool: run only these ops (a sampled genotype's single path; their
-        weights are used as given); None: every op, mixed by ``weights``."""
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
         normal, reduce = weights[:EDGES_PER_CELL], weights[EDGES_PER_CELL:]
-        masks = (
-            (None, None) if active is None else (active[:EDGES_PER_CELL], active[EDGES_PER_CELL:])
-        )
         for cell in self.cells:
-            mix, mask = (reduce, masks[1]) if cell.reduction else (normal, masks[0])
-            s0, s1 = s1, cell(s0, s1, mix, mask)
+            s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
         return self.classifier(self.pool(s1))
+
+    def forward_sparse(self, x: torch.Tensor, picks: Picks, weights: torch.Tensor) -> torch.Tensor:
+        """Only the picked ops run (ISTA-NAS' sub-graph, Yang et al. NeurIPS 2020, Eq. 11).
+
+        Args:
+            x: (B, 3, H, W) images.
+            picks: per node of the normal cell (0..3) then the reduction cell (4..7), its
+                ``(source, op)`` pairs.
+            weights: (8, picks per node) weight of every pick.
+        """
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            first = STEPS if cell.reduction else 0
+            part = slice(first, first + STEPS)
+            s0, s1 = s1, cell.forward_sparse(s0, s1, picks[part], weights[part])
+        return self.classifier(self.pool(s1))
+
+    # -- ISTA-NAS one-stage (Yang et al., NeurIPS 2020, Alg. 2 and Eq. 12) ----------------------
+    def make_bn_affine_(self) -> DartsSupernet:
+        """Every candidate op ends in an affine BN frozen at gamma = 1, beta = 0 (the identity
+        gets one); the one-stage search trains them once a node is fixed (:meth:`unfreeze_bn_`)."""
+        for cell in self.cells:
+            for opset in cell.ops:
+                c = next(m for m in opset.modules() if isinstance(m, nn.BatchNorm2d)).num_features
+                for k, op in enumerate(opset.ops):
+                    if isinstance(op, nn.Identity):
+                        opset.ops[k] = nn.Sequential(op, _bn(c))
+                _frozen_affine_(opset)
+        return self
+
+    def unfreeze_bn_(self, reduction: bool, node: int) -> None:
+        """BN affine of every candidate op on the edges into ``node`` become trainable."""
+        for cell in self.cells:
+            if cell.reduction == reduction:
+                for source in range(node + 2):
+                    for m in cell.ops[edge_index(node, source)].modules():
+                        if isinstance(m, nn.BatchNorm2d) and m.affine:
+                            m.requires_grad_(True)
+
+    @torch.no_grad()
+    def fold_into_bn_(self, picks: Picks, weights: torch.Tensor) -> None:
+        """Eq. 12: ``gamma <- w gamma``, ``beta <- w beta`` in the last BN of every picked op
+        (every op ends in one after :meth:`make_bn_affine_`), so that :meth:`forward_sparse`
+        with unit weights gives what it gave with ``weights``."""
+        for cell in self.cells:
+            first = STEPS if cell.reduction else 0
+            for node in range(STEPS):
+                for (source, op), w in zip(picks[first + node], weights[first + node]):
+                    module = cell.ops[edge_index(node, source)].ops[op - 1]
+                    bn = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+                    bn.weight.mul_(w)
+                    bn.bias.mul_(w)
+
+
+def _frozen_affine_(module: nn.Module) -> None:
+    """Every BN under ``module`` becomes affine, gamma = 1 and beta = 0, not trainable."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            bn = nn.BatchNorm2d(child.num_features, track_running_stats=False)
+            setattr(module, name, bn.requires_grad_(False))
+        else:
+            _frozen_affine_(child)
 
 
 class DartsCell(nn.Module):

@@ -8,7 +8,8 @@ latencies apply to the exported network as is.
 * Supernet (relaxation ``"choice"``): every layer computes all 9 ops and returns
   ``sum_k weights[l, k] * op_k(x) / sum_k |weights[l, k]|``; the method supplies ``weights``
   (L=22, K=9): gates for Greedy-ADMM, softmax probabilities for DARTS-like methods, a one-hot path
-  for sampling methods (pass ``active`` to skip the ops it zeroes). The per-layer L1
+  for sampling methods (pass ``active`` to skip the ops it zeroes; or ``forward_path``, which
+  runs only the sampled ops with unnormalised gates, for DSNAS and ProxylessNAS). The per-layer L1
   normalisation leaves probabilities and one-hot paths unchanged; for gates it keeps each layer's
   output scale fixed while the gates' support shrinks from 9 ops to 1 (unnormalised, the scale
   fell ~9x per layer during a search and the supernet collapsed to chance). It runs at
@@ -21,7 +22,8 @@ latencies apply to the exported network as is.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -83,6 +85,7 @@ class FBNetSupernet(nn.Module):
 
     def __init__(self, resolution: int, num_classes: int, width: float, seed: int) -> None:
         super().__init__()
+        self.resolution, self.num_classes, self.width = resolution, num_classes, width
         fixed = scaled_fixed_specs(resolution, num_classes, width)
         self.stem = build_module(fixed[0])
         self.layers = nn.ModuleList(
@@ -118,6 +121,48 @@ class FBNetSupernet(nn.Module):
                 raise ValueError(f"layer {layer}: no active op")
             x = torch.stack(parts).sum(0) if len(parts) > 1 else parts[0]
         return self.head(x)
+
+    def forward_path(
+        self,
+        x: torch.Tensor,
+        path: Sequence[Union[int, Sequence[int]]],
+        gates: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Logits (B, num_classes) of a sparse path: layer l runs only the ops ``path[l]`` names.
+
+        Args:
+            x: (B, 3, H, W) images.
+            path: per layer, one op index or several (22 entries); no other op is computed.
+            gates: (22, 9) multipliers, not normalised: layer l outputs
+                ``sum_{k in path[l]} gates[l, k] * op_k(x)`` (DSNAS' dummy 1s, ProxylessNAS'
+                binary gates: their gradients are those methods' credits). None: layer l
+                outputs its single op as is.
+        """
+        x = self.stem(x)
+        for layer, ops in enumerate(self.layers):
+            chosen = path[layer]
+            chosen = (int(chosen),) if isinstance(chosen, (int, np.integer)) else tuple(chosen)
+            if gates is None:
+                if len(chosen) != 1:
+                    raise ValueError(f"layer {layer}: several ops need gates to mix them")
+                x = ops[chosen[0]](x)
+                continue
+            parts = [gates[layer, k] * ops[k](x) for k in chosen]
+            x = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+        return self.head(x)
+
+    def extract(self, arch: fb.Arch) -> nn.Sequential:
+        """The standalone network of ``arch`` at this supernet's width, with a copy of the
+        supernet's weights and BN statistics for its ops (what a single-path method such as
+        DSNAS keeps training instead of retraining): the layout of
+        :meth:`FBNetSpace.build_net`, in training mode."""
+        fb.check_arch(tuple(arch))
+        specs = net_specs(tuple(arch), self.resolution, self.num_classes, self.width)
+        child = build_sequential(specs).train()
+        sources = [self.stem, *(ops[k] for ops, k in zip(self.layers, arch)), *self.head]
+        for target, source in zip(child, sources):
+            target.load_state_dict(source.state_dict())
+        return child
 
 
 @SPACES.register("fbnet")

@@ -122,3 +122,55 @@ def test_darts_lut_measured_on_local_prices_the_darts_space(capsys) -> None:
     search = ["search", "--device", "local", "--space", "darts", "--method", "dca"]
     assert main([*search, "--latency-ms", f"{low / 2}"]) == 2
     assert "outside the feasible range" in capsys.readouterr().err
+
+
+def test_dso_lut_measured_on_local_prices_the_dso_space(tmp_path: Path, capsys) -> None:
+    """The dso space's per-edge latencies come from blocks the agent timed with onnxruntime; the
+    shipped reference devices cannot price it and say what can."""
+    from hwnas.costs.latency import load_latency_source
+    from hwnas.costs.models import make_cost_models
+    from hwnas.spaces.base import SpaceConfig, create_space
+
+    args = ["build-lut", "--device", "local", "--space", "dso", "--repeats", "3", "--rounds", "2"]
+    assert main([*args, "--json"]) == 0
+    built = _json(capsys)
+    assert Path(built["path"]) == user_luts_dir() / "local_dso.json"
+    assert built["complete"] and built["entries"] == 14  # 9 edge-op blocks + 5 fixed blocks
+    assert built["runtime"]["name"] == "onnxruntime" and built["space"] == "dso"
+
+    space = create_space("dso", SpaceConfig(32, 10, 0.25))
+    latency = make_cost_models(space, load_latency_source("local", space))["latency_ms"]
+    low, high = latency.bounds()
+    assert 0 < low < high
+    every_c3, every_c1 = (space.parse_arch(";".join([f"0>3:{op}"] * 3)) for op in ("c3", "c1"))
+    assert low < latency.discrete(every_c1) < latency.discrete(every_c3) < high  # 9x the MACs
+
+    search = ["search", "--space", "dso", "--out"]
+    assert (
+        main([*search, str(tmp_path / "a"), "--device", "local", "--latency-ms", f"{low / 2}"]) == 2
+    )
+    assert "outside the feasible range" in capsys.readouterr().err
+    assert main([*search, str(tmp_path / "b"), "--device", "pi4", "--latency-ms", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "'pi4' has only the shipped reference LUT for fbnet" in err
+    assert "hwnas build-lut --device local --space dso" in err
+    assert main(["build-lut", "--device", "pi4", "--space", "dso"]) == 2
+    assert "reference LUT" in capsys.readouterr().err
+
+    # a whole run on that LUT: dso (the space's default method) on digits, tiny budgets, --verify
+    limit = low + 0.3 * (high - low)
+    out = tmp_path / "run"
+    argv = [*search, str(out), "--device", "local", "--recipe", "smoke.toml", "--no-fill"]
+    argv += ["--latency-ms", f"{limit}", "--verify", "--json"]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["method"] == "dso" and report["space"] == "dso"
+    (c,) = report["constraints"]
+    assert c["satisfied"] and c["predicted"] <= limit and c["measured"] > 0
+    own = report["derivation"]["own"]
+    assert own["feasible"] and own["arch"] == report["arch_text"]  # dso met it; no repair, no fill
+    assert report["onnx"]["max_abs_diff"] < 1e-4
+    info = json.loads((out / "search.json").read_text())["info"]
+    assert info["budget_met"] and info["bisection"][0]["gamma_l1"] == 1e-3

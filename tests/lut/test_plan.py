@@ -95,6 +95,26 @@ def test_darts_plan_has_blocks_only() -> None:
         plan.sample_archs(3, 0)
 
 
+def test_dso_plan_times_every_edge_op_and_the_fixed_blocks() -> None:
+    from hwnas.spaces import dso_geometry as dg
+
+    plan = get_plan("dso")
+    assert not plan.has_networks
+    keys = {b.key() for b in plan.blocks}
+    needed = {
+        s.key()
+        for slot in dg.block_slots(32)
+        for op in range(len(dg.OPS))
+        for s in dg.edge_specs(slot, op)
+    }
+    assert needed <= keys and {f.key() for f in plan.fixed} <= keys
+    # per block: conv 3x3, depthwise 3x3, conv 1x1 (sep3x3's pointwise is the conv 1x1 spec)
+    assert len(needed) == 3 * 3 and len(plan.blocks) == 9 + 5  # + stem, 2 reductions, gap, fc
+    assert {b.op for b in plan.blocks} == {"conv", "gap", "fc"}  # all writable at int8 / tflite
+    with pytest.raises(UserError, match="no whole networks"):
+        plan.sample_archs(3, 0)
+
+
 def test_unknown_space_lists_known() -> None:
-    with pytest.raises(UserError, match="darts, fbnet, ib-channel"):
+    with pytest.raises(UserError, match="darts, dso, fbnet, ib-channel"):
         get_plan("nasbench201")

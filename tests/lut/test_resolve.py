@@ -33,6 +33,20 @@ def test_missing_lut_lists_what_exists() -> None:
     assert resolve_lut("local", None) == user_luts_dir() / "local_ib-channel.json"
 
 
+def test_a_reference_device_without_the_space_says_what_can_build_it() -> None:
+    with pytest.raises(UserError) as info:
+        resolve_lut("pi4", "dso")
+    message = str(info.value)
+    assert "'pi4' has only the shipped reference LUT for fbnet" in message
+    assert "does not cover space 'dso'" in message
+    assert "hwnas build-lut --device local --space dso" in message and "devices add" in message
+    # once the user has LUTs of their own under that name, the plain message (with --space)
+    user_luts_dir().mkdir(parents=True)
+    (user_luts_dir() / "pi4_darts.json").write_text("{}")
+    with pytest.raises(UserError, match=r"build-lut --device pi4 --space dso'\); LUTs available"):
+        resolve_lut("pi4", "dso")
+
+
 def test_several_spaces_need_space() -> None:
     user_luts_dir().mkdir(parents=True)
     for space in ("fbnet", "darts"):

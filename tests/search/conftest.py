@@ -51,6 +51,9 @@ def _problem(
     if space_name == "darts":  # no reference LUT prices darts: a 3-cell net, a FLOPs budget
         space = DartsSpace(SpaceConfig(32, 10, 0.25), cells=3)
         costs, metric = make_cost_models(space), "flops"
+    elif space_name == "dso":  # no reference LUT prices dso either: a FLOPs budget
+        space = create_space(space_name, SpaceConfig(32, 10, 0.25))
+        costs, metric = make_cost_models(space), "flops"
     else:
         space = create_space(space_name, SpaceConfig(32, 10, 0.25))
         costs, metric = make_cost_models(space, predictor), "latency_ms"

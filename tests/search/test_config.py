@@ -72,5 +72,6 @@ def test_the_method_defaults_to_one_the_space_supports(tmp_path):
     recipe.write_text('[run]\nspace = "darts"\n[methods.dca]\nwarmup_steps = 3\n')
     assert resolve_config(read_recipe(str(recipe)), {}).method_settings == {"warmup_steps": 3}
     assert resolve_config(None, {"space": "darts", "method": "darts"}).method == "darts"
-    with pytest.raises(UserError, match="known: darts, fbnet"):
+    assert resolve_config(None, {"space": "dso"}).method == "dso"  # the only one on edges
+    with pytest.raises(UserError, match="known: darts, dso, fbnet"):
         resolve_config(None, {"space": "nope"})

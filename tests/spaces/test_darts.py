@@ -222,26 +222,3 @@ def test_search_bns_have_no_affine_parameters_or_running_statistics():
     net = DartsSupernet(4, 3, 10)
     cell_bns = [m for m in net.cells.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert cell_bns and all(not m.affine and not m.track_running_stats for m in cell_bns)
-
-
-@pytest.mark.parametrize("weight_sharing", [False, True])
-def test_a_single_path_runs_only_the_genotype_s_ops_and_equals_the_one_hot_mixture(
-    weight_sharing,
-):
-    net = DartsSupernet(4, 3, 10, weight_sharing=weight_sharing)
-    arch = gt.parse_genotype(DARTS_V2)  # normal node 0: sep_conv_3x3 on input 0
-    onehot = np.zeros((gt.NUM_EDGES, gt.NUM_OPS), dtype=bool)
-    onehot[np.arange(gt.NUM_EDGES), gt.genotype_vector(arch)] = True
-    onehot[:, 0] = False  # edges the genotype does not keep run nothing
-    weights = torch.from_numpy(onehot.astype(np.float32))
-    x = torch.randn(2, 3, 8, 8)
-    torch.testing.assert_close(net(x, weights, onehot), net(x, weights), rtol=1e-5, atol=1e-6)
-    if not weight_sharing:  # the ops off the path get no gradient: they did not run
-        net(x, weights, onehot).sum().backward()
-        (source, op), edge = arch[0], gt.edge_index(0, arch[0][0])
-        assert (source, dg.PRIMITIVES[op]) == (0, "sep_conv_3x3")
-        ops = net.cells[0].ops[edge].ops
-        assert all(p.grad is not None for p in ops[op - 1].parameters())
-        assert all(p.grad is None for k, m in enumerate(ops) if k != op - 1 for p in m.parameters())
-    with pytest.raises(ValueError, match="no active op"):
-        net(x, weights, np.zeros_like(onehot))

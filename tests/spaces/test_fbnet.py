@@ -42,3 +42,48 @@ def test_supernet_mixes_ops_with_the_given_weights():
     one_hot[:, 2] = 1.0
     path = torch.nn.Sequential(net.stem, *(ops[2] for ops in net.layers), net.head)
     torch.testing.assert_close(net(x, one_hot), path(x))
+
+
+def test_forward_path_runs_only_the_named_ops_and_matches_the_mixture():
+    space = create_space("fbnet", SpaceConfig(32, 10, 0.25))
+    net = space.build_supernet(seed=2).eval()
+    calls = []
+    for layer, ops in enumerate(net.layers):
+        for k, op in enumerate(ops):
+            op.register_forward_hook(lambda *a, at=(layer, k): calls.append(at))
+    x = torch.randn(2, 3, 16, 16)
+    arch = space.sample_arch(np.random.default_rng(0))
+    onehot = torch.zeros(space.alpha_shape)
+    onehot[range(fb.NUM_LAYERS), list(arch)] = 1.0
+    out = net.forward_path(x, arch)
+    assert calls == list(enumerate(arch))  # one op per layer, the named one
+    torch.testing.assert_close(out, net(x, onehot))
+    # gates are multipliers, not normalised: two ops with gates (1, 0) give the first op
+    pairs = [(a, (a + 1) % 9) for a in arch]
+    gates = onehot.clone().requires_grad_()
+    calls.clear()
+    mixed = net.forward_path(x, pairs, gates)
+    assert len(calls) == 2 * fb.NUM_LAYERS
+    torch.testing.assert_close(mixed, out)
+    mixed.sum().backward()
+    assert gates.grad[0, pairs[0][1]] != 0  # the inactive op's gate gets its credit
+    with pytest.raises(ValueError, match="gates"):
+        net.forward_path(x, pairs)
+
+
+def test_extract_copies_the_supernet_weights_of_the_path():
+    space = create_space("fbnet", SpaceConfig(32, 10, 0.25))
+    net = space.build_supernet(seed=3)
+    x = torch.randn(4, 3, 16, 16)
+    net(x, torch.full(space.alpha_shape, 1 / 9))  # move every BN's running statistics
+    arch = space.sample_arch(np.random.default_rng(1))
+    child = net.extract(arch)
+    assert child.training
+    assert sum(p.numel() for p in child.parameters()) == sum(
+        p.numel() for p in space.build_net(arch, width=0.25).parameters()
+    )
+    net.eval(), child.eval()
+    torch.testing.assert_close(child(x), net.forward_path(x, arch))
+    with torch.no_grad():
+        next(child.parameters()).add_(1.0)  # a copy: the supernet is untouched
+    assert not torch.equal(child(x), net.forward_path(x, arch))
