@@ -4,7 +4,7 @@ For every budget and seed, each row runs in a fresh subprocess on the same space
 final-training recipe:
 
 * a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``dsnas``, ``proxyless``,
-  ``fbnet-gumbel``, ``ista`` on ``darts`` only): its search, then the shared step of
+  ``fbnet-gumbel``, ``nao``, ``ista`` on ``darts`` only): its search, then the shared step of
   :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's architecture
   without fill is trained too and reported as ``<method>:nofill``;
 * its **null-alpha control** (``<method>:null``): the same derivation and the same shared step
@@ -12,7 +12,8 @@ final-training recipe:
   steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha, which
   every softmax method draws alike from the seed, so ``dca:null`` is the control of all of them,
   ``NULL_ROW``); ISTA-NAS: the support recovered from the untrained initial b, budgets
-  enforced as in its search;
+  enforced as in its search; NAO: ``optimize=False``, the best of the initial random pool
+  under the same supernet training, without the embedding optimisation;
 * for ``dsnas``, also the **inherited** network (DSNAS' "no retraining"): the delivered
   architecture with the search-trained supernet's weights (BN recalibrated), its test accuracy
   as is and after the same final training as the from-scratch one; only when the final
@@ -63,11 +64,15 @@ ROWS = (
     "fbnet-gumbel",
     "ista",
     "ista:null",
+    "nao",
+    "nao:null",
     "random",
     "uniform",
 )
 # random gets the slowest of these
-TIMED = ("greedy-admm", "dca", "darts+penalty", "dsnas", "proxyless", "fbnet-gumbel", "ista")
+TIMED = (
+    "greedy-admm", "dca", "darts+penalty", "dsnas", "proxyless", "fbnet-gumbel", "ista", "nao"
+)  # fmt: skip
 NULL_ROW = {  # rows whose null-alpha control is another row's (the same initial alpha)
     "darts+penalty": "dca:null",
     "dsnas": "dca:null",
@@ -88,6 +93,8 @@ def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
     null = variant == "null"
     if null and method == "greedy-admm":
         settings["train_alpha"] = False
+    if null and method == "nao":
+        settings["optimize"] = False
     return method, settings, null
 
 
@@ -136,7 +143,7 @@ def child(args: argparse.Namespace) -> list[dict]:
         from hwnas.search.ista import derive_untrained
 
         result = derive_untrained(problem, method_config(spec, settings))
-    elif null and method != "greedy-admm":  # softmax methods: derive from the initial alpha
+    elif null and method not in ("greedy-admm", "nao"):  # softmax methods: the initial alpha
         from hwnas.search.bilevel import derive_arch
 
         noise = np.random.default_rng(config.seed).standard_normal(problem.space.alpha_shape)

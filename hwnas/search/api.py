@@ -213,6 +213,7 @@ METHODS: Registry[MethodSpec] = Registry(
         "fbnet-gumbel": "hwnas.search.fbnet_gumbel",
         "greedy-admm": "hwnas.search.greedy_admm",
         "ista": "hwnas.search.ista",
+        "nao": "hwnas.search.nao",
         "proxyless": "hwnas.search.proxyless",
         "random": "hwnas.search.random",
         "uniform": "hwnas.search.uniform",

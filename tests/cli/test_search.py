@@ -52,7 +52,7 @@ def test_unknown_names_list_the_known_ones(capsys):
     assert "known: darts, dso, fbnet, ib-channel" in _fail(capsys, *TINY, "--space", "nope")
     err = _fail(capsys, *TINY, "--method", "nope")
     assert (
-        "known: darts, dca, dsnas, dso, fbnet-gumbel, greedy-admm, ista, proxyless, random, uniform"
+        "known: darts, dca, dsnas, dso, fbnet-gumbel, greedy-admm, ista, nao, proxyless, random, uniform"
         in err
     )
     assert "pi4" in _fail(capsys, *TINY, "--device", "nope")
