@@ -70,6 +70,11 @@ class NodeOptions:
             choice[slot] = int(hit[0])
         return choice
 
+    def position_name(self, index: int) -> str:
+        """``normal cell node 2``: positions 0-3 are the normal cell's nodes, 4-7 the reduce's."""
+        cell = ("normal", "reduce")[int(index) // STEPS]
+        return f"{cell} cell node {int(index) % STEPS}"
+
     def arch_from_vector(self, choice: np.ndarray) -> gt.Genotype:
         pairs = []
         for slot, opts in enumerate(self.options):

@@ -110,7 +110,7 @@ def _steps(problem: SearchProblem, codec: Any, arch: Arch, steps: list) -> list[
         now = {c.metric: float(c.value(now_arch)) for c in problem.constraints}
         out.append(
             {
-                "position": position_name(problem.space.relaxation, vector.shape, index),
+                "position": codec.position_name(index),
                 "index": int(index),
                 "from": int(old),
                 "to": int(new),
@@ -119,21 +119,3 @@ def _steps(problem: SearchProblem, codec: Any, arch: Arch, steps: list) -> list[
         )
         before = now
     return out
-
-
-def position_name(relaxation: str, shape: tuple[int, ...], index: int) -> str:
-    """Readable name of a flat position of the space's vector encoding."""
-    if relaxation == "channel":
-        block, kernel = np.unravel_index(index, shape)
-        return f"block {block} kernel {kernel} channels"
-    if relaxation == "cell":
-        from hwnas.spaces.darts_geometry import STEPS
-
-        cell = ("normal", "reduce")[index // STEPS]
-        return f"{cell} cell node {index % STEPS}"
-    if relaxation == "edge":
-        from hwnas.spaces.dso_geometry import EDGES
-
-        block, edge = np.unravel_index(index, shape)
-        return f"block {block} edge {EDGES[edge].name}"
-    return f"layer {index}"

@@ -114,6 +114,10 @@ class Space(ABC):
     def arch_from_vector(self, vector: np.ndarray) -> Arch:
         """Inverse of :meth:`arch_vector`."""
 
+    def position_name(self, index: int) -> str:
+        """Readable name of flat position ``index`` of :meth:`arch_vector` (repair/fill reports)."""
+        return f"layer {index}"
+
     @abstractmethod
     def cost_table(self, metric: str, latency_predictor: Any = None) -> CostTable:
         """Additive table of ``metric`` (one of :data:`METRICS`) for full-width networks.

@@ -223,6 +223,10 @@ class DSOSpace(Space):
         """Inverse of :meth:`arch_vector`; edges left dead (no path in and out) are pruned."""
         return surviving(np.asarray(vector).ravel())
 
+    def position_name(self, index: int) -> str:
+        block, edge = divmod(int(index), geo.EDGES_PER_BLOCK)
+        return f"block {block} edge {geo.EDGES[edge].name}"
+
     def cost_table(self, metric: str, latency_predictor: Any = None) -> ChannelTable:
         c = self.config
         if metric == "latency_ms":

@@ -217,6 +217,10 @@ class IBChannelSpace(Space):
         geo.check_arch(arch, self.config.resolution)
         return arch  # type: ignore[return-value]
 
+    def position_name(self, index: int) -> str:
+        block, kernel = divmod(int(index), len(geo.KERNELS))
+        return f"block {block} kernel {kernel} channels"
+
     def cost_table(self, metric: str, latency_predictor: Any = None) -> ChannelTable:
         if metric not in METRICS:
             raise UserError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
