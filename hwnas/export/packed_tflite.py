@@ -17,6 +17,13 @@ float filter of the usual float ``CONV_2D`` / ``DEPTHWISE_CONV_2D`` / ``FULLY_CO
 So 2- and 3-bit layers take 4 bits per weight here (TFLite has no narrower type), a layer at
 5-7 bits takes 8: the file is larger than :func:`hwnas.graph.wcodes.weight_bytes` prices for
 those widths; :func:`hwnas.export.packed_onnx.graph_to_packed_onnx` stores every width exactly.
+
+Latency (LiteRT 2.3, XNNPACK, measured here on a 16-layer FBNet at 16x16, 1 thread): layers
+behind an INT8 ``DEQUANTIZE`` run at fp32 speed (0.95-1.0x), because XNNPACK folds the constant
+dequantization. XNNPACK does not take a conv whose filter is an INT4 ``DEQUANTIZE`` or a
+``GATHER`` output: those layers fall back to LiteRT's builtin kernels, and the whole network
+ran 3.6x (all INT4) and 5.6x (all k-means) slower than fp32 (with XNNPACK off, every variant
+ran like fp32 without XNNPACK). ``int4=False`` trades the INT4 size for XNNPACK speed.
 Everything else is :mod:`hwnas.export.tflite_writer`'s float lowering (grouped convs native).
 """
 
@@ -44,9 +51,10 @@ def pack_int4(values: np.ndarray) -> bytes:
 class _PackedLowering(_Lowering):
     """The float lowering, with coded layers' filters decoded from INT4/INT8 constants."""
 
-    def __init__(self, graph: Graph, codes: Mapping[str, WeightCode]) -> None:
+    def __init__(self, graph: Graph, codes: Mapping[str, WeightCode], int4: bool) -> None:
         super().__init__(graph, None, False, "native")
         self.codes = codes
+        self.int4_bits = INT4_MAX_BITS if int4 else 0
         self.b.description = "hwnas packed"
 
     def weights(
@@ -71,7 +79,7 @@ class _PackedLowering(_Lowering):
         """A constant INT4 (``bits`` <= 4) or INT8 tensor holding ``q``, quantized by ``scale``."""
         s = [float(v) for v in np.atleast_1d(scale)]
         t = self.b.tensor(name, q.shape, np.int8, s, [zp] * len(s), axis)
-        if bits <= INT4_MAX_BITS:
+        if bits <= self.int4_bits:
             raw = pack_int4(q)
             self.b.tensors[t].type = self.b.s.TensorType.INT4
         else:
@@ -84,7 +92,7 @@ class _PackedLowering(_Lowering):
 
     def gather(self, name: str, codes: np.ndarray, code: WeightCode) -> int:
         """``codebook[codes]`` from codes stored as INT4/INT8: DEQUANTIZE, CAST, GATHER."""
-        zp = -8 if code.bits <= INT4_MAX_BITS else -128
+        zp = -8 if code.bits <= self.int4_bits else -128
         stored = codes.astype(np.int16) + zp
         q = self.int_const(f"{name}_codes_q", stored, code.bits, np.ones(1), zp, 0)
         as_float = self.b.tensor(f"{name}_codes_f", codes.shape, np.float32)
@@ -99,14 +107,18 @@ class _PackedLowering(_Lowering):
         return out
 
 
-def graph_to_packed_tflite(graph: Graph, codes: Mapping[str, WeightCode]) -> bytes:
+def graph_to_packed_tflite(
+    graph: Graph, codes: Mapping[str, WeightCode], int4: bool = True
+) -> bytes:
     """``.tflite`` bytes of ``graph`` with the layers in ``codes`` stored as INT4/INT8 codes.
 
     Input ``"input"`` NHWC and output ``"output"`` as :func:`graph_to_tflite`'s float export;
     computes the float network of :func:`hwnas.graph.wcodes.dequantized_graph` ``(graph, codes)``.
+    ``int4=False`` stores 2-4 bit codes as INT8 too (twice their INT4 bytes), which XNNPACK
+    runs at fp32 speed.
     """
     layers = {layer.name: layer for layer in graph.layers}
     for name, code in codes.items():
         if name not in layers or layers[name].weight.shape != code.codes.shape:
             raise ValueError(f"code {name!r} matches no conv/linear weight of the graph")
-    return lower_graph(_PackedLowering(graph, codes))
+    return lower_graph(_PackedLowering(graph, codes, int4))

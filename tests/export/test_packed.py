@@ -150,3 +150,19 @@ def test_write_packed_rejects_bad_input(fbnet) -> None:
             write_packed(fbnet, {layer.name: wrong}, fmt)
         with pytest.raises(ValueError, match="matches no"):
             write_packed(fbnet, {"nope": encode(layer.weight, 2, "linear")}, fmt)
+
+
+def test_tflite_int8_storage_option(fbnet) -> None:
+    """``int4=False``: 2-4 bit codes stored as INT8, same outputs, INT8-sized file."""
+    from hwnas.export.packed_tflite import graph_to_packed_tflite
+
+    x = images()
+    for kind in ("linear", "kmeans"):
+        codes = {layer.name: encode(layer.weight, 3, kind) for layer in fbnet.layers}
+        wide = graph_to_packed_tflite(fbnet, codes, int4=False)
+        narrow = graph_to_packed_tflite(fbnet, codes)
+        n_weights = sum(layer.weight.size for layer in fbnet.layers)
+        assert len(wide) - len(narrow) >= n_weights // 2 - len(fbnet.layers)
+        np.testing.assert_allclose(
+            run_export(wide, "tflite", x), run_export(narrow, "tflite", x), rtol=0, atol=1e-6
+        )
