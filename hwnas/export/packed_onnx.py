@@ -11,9 +11,12 @@ bitwidth b in 2..8 and keeps activations float. Here a coded layer's weights are
 
 Every decode node reads only initializers, so onnxruntime's constant folding (any optimization
 level from ``ORT_ENABLE_BASIC``) computes each weight once at session creation and the session
-then runs exactly the fp32 graph: the same kernels and the same latency. The decoded weights are
-bit-identical to :meth:`~hwnas.graph.wcodes.WeightCode.dequantize` (the sums and products are
-exact in float32 but for the one scale multiply, which numpy rounds the same way).
+then runs exactly the fp32 graph: the same kernels and the same latency (measured here on a
+16-layer FBNet at 16x16, 1 thread, a fresh session per round, 480 runs each: packed / fp32 =
+1.00-1.03 for linear 2 and 5 bits and k-means 3 bits; the optimized graphs are identical).
+The decoded weights are bit-identical to :meth:`~hwnas.graph.wcodes.WeightCode.dequantize`
+(sums and products of small integers are exact in float32; the one scale multiply rounds as
+numpy's does). Files take the priced bytes plus ~1 KB a coded layer (nodes, names, shapes).
 
 Not used: INT4/INT8 initializers behind ``DequantizeLinear``. onnxruntime 1.32 does not
 constant-fold ``DequantizeLinear`` (it keeps it for its QDQ fusions), so with float
