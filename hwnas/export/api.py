@@ -9,10 +9,13 @@ bytes. ``hwnas export`` as a command (load a run, calibrate, write, verify, time
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from hwnas.graph.nodes import Graph
 from hwnas.graph.qparams import QuantState
+from hwnas.graph.wcodes import WeightCode
 
 
 def write_model(graph: Graph, state: QuantState | None, fmt: str, precision: str) -> bytes:
@@ -65,3 +68,22 @@ def onnx_to_fp16(data: bytes) -> bytes:
     del graph.value_info[:]
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def write_packed(graph: Graph, codes: Mapping[str, WeightCode], fmt: str) -> bytes:
+    """``graph`` as ``fmt`` (``onnx``/``tflite``) with each layer in ``codes`` at its code's bits.
+
+    HAQ's model-size mode: the file stores the codes (ONNX: exact bit-planes; TFLite: INT4/INT8)
+    and decodes them in the model; layers not in ``codes`` keep float32 weights, biases stay
+    float32. Input/output names and shapes are those of the fp32 export, and the file computes
+    :func:`hwnas.graph.wcodes.dequantized_graph` ``(graph, codes)``.
+    """
+    if fmt == "onnx":
+        from hwnas.export.packed_onnx import graph_to_packed_onnx
+
+        return graph_to_packed_onnx(graph, codes)
+    if fmt == "tflite":
+        from hwnas.export.packed_tflite import graph_to_packed_tflite
+
+        return graph_to_packed_tflite(graph, codes)
+    raise ValueError(f"packed export formats are onnx and tflite, got {fmt!r}")

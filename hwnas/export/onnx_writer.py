@@ -146,7 +146,19 @@ def graph_to_onnx(graph: Graph, state: QuantState | None = None, precision: str 
     """
     if state is not None:
         graph = state.graph
-    w = _Writer(state, graph)
+    meta = {"hwnas.precision": precision}
+    if state is not None:
+        meta["hwnas.ort_disabled_optimizers"] = json.dumps(DISABLED_OPTIMIZERS)
+    return write_graph(_Writer(state, graph), meta)
+
+
+def write_graph(w: _Writer, meta: dict[str, str], opset: int = OPSET) -> bytes:
+    """Serialize the graph of writer ``w`` (whose ``layer_params`` supplies each layer's weights).
+
+    A subclass of the writer may decode weights with opset-18 nodes
+    (:mod:`hwnas.export.packed_onnx`); IR version 8 covers opsets 17 and 18.
+    """
+    graph = w.graph
     w.emit(graph.input_name, graph.input_name)
     for node in graph.nodes:
         w.visit(node)
@@ -157,12 +169,9 @@ def graph_to_onnx(graph: Graph, state: QuantState | None = None, precision: str 
     out = helper.make_tensor_value_info("output", TensorProto.FLOAT, out_dims)
     g = helper.make_graph(w.nodes, "hwnas", [inp], [out], initializer=w.inits)
     model = helper.make_model(
-        g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="hwnas"
+        g, opset_imports=[helper.make_opsetid("", opset)], producer_name="hwnas"
     )
-    model.ir_version = 8
-    meta = {"hwnas.precision": precision}
-    if state is not None:
-        meta["hwnas.ort_disabled_optimizers"] = json.dumps(DISABLED_OPTIMIZERS)
+    model.ir_version = 8  # opsets 17 and 18
     for key, value in meta.items():
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model, full_check=True)
