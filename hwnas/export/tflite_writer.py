@@ -299,7 +299,12 @@ def graph_to_tflite(
         raise ValueError(f"grouped must be one of {GROUPED_MODES}, got {grouped!r}")
     if state is not None:
         graph = state.graph
-    low = _Lowering(graph, state, fp16, grouped)
+    return lower_graph(_Lowering(graph, state, fp16, grouped))
+
+
+def lower_graph(low: _Lowering) -> bytes:
+    """Run a lowering (of this module or a subclass's) over its graph; the model's bytes."""
+    graph = low.g
     inp = low.b.tensor("input", _nhwc(graph.input_shape), np.float32)
     low.put(graph.input_name, inp, "float")
     for node in graph.nodes:
