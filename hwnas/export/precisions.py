@@ -60,8 +60,10 @@ def model_bytes(
         fmt: ``onnx`` or ``tflite``.
         state: a calibrated uniform int8 state of ``graph``; required for :data:`CALIBRATED`
             precisions (int8 uses it as it is: its weight bits decide int8's weight bits).
-        w_bits: weight bits of ``dyn_int8`` (8: onnxruntime's ConvInteger / MatMulInteger and
-            TFLite's hybrid kernels accumulate exactly).
+        w_bits: weight bits of ``dyn_int8`` (default 8; TFLite's hybrid kernels accumulate
+            in int32. onnxruntime's ConvInteger was exact with 8-bit weights on the Xeon with
+            VNNI used here; on a CPU where :func:`hwnas.runs.measure.probe_int8_weight_bits`
+            finds saturating u8 x s8 kernels, pass 7 as for int8: not checked on such a CPU).
     """
     check_precision(precision, fmt)
     if precision in CALIBRATED and state is None:

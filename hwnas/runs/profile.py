@@ -18,7 +18,7 @@ both in interleaved rounds; :func:`profile_device` is its fp32/int8 (or any list
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +133,7 @@ def measure_precisions(
     layer_rounds: int = 1,
     known: dict | None = None,
     progress: Callable[[int, int], None] | None = None,
+    only: Collection[str] | None = None,
 ) -> PrecisionProfile:
     """Time every distinct layer and the whole network of ``graph`` at each of ``precisions``.
 
@@ -151,6 +152,8 @@ def measure_precisions(
         layer_rounds: rounds of per-layer timings.
         known: entries measured before (same keys, e.g. from a LUT file), not measured again.
         progress: called with (done, total) after each layer measurement.
+        only: time only the layers whose spec key is in it (None: all; the profile's
+            :meth:`~PrecisionProfile.layer_ms` then needs ``known`` to hold the others).
     """
     if state is None and any(p in CALIBRATED for p in precisions):
         state = int8_state(graph, w_bits=probe_int8_weight_bits(client, fmt))
@@ -159,7 +162,16 @@ def measure_precisions(
     if layer_rounds > 0:
         table.update(
             _time_layers(
-                client, graph, keys, fmt, precisions, settings, state, layer_rounds, table, progress
+                client,
+                graph,
+                [k for k in keys if only is None or k in only],
+                fmt,
+                precisions,
+                settings,
+                state,
+                layer_rounds,
+                table,
+                progress,
             )
         )
     rounds: dict[str, list[float]] = {p: [] for p in precisions}
@@ -196,10 +208,12 @@ def _time_layers(
     known: dict,
     progress: Callable[[int, int], None] | None,
 ) -> dict:
-    """Per-layer entries not in ``known``: one model per distinct spec and precision."""
+    """Entries of the layers with spec key in ``keys`` not in ``known``, one per distinct spec."""
     first: dict[str, object] = {}
-    for key, layer in zip(keys, graph.layers):
-        first.setdefault(key, layer)
+    for layer in graph.layers:
+        key = layer_spec(graph, layer).key()
+        if key in keys:
+            first.setdefault(key, layer)
     todo = [(k, p) for k in first for p in precisions if (k, p) not in known]
     models = {(k, p): layer_model(graph, first[k], p, fmt, state) for k, p in todo}
     timed: dict[tuple[str, str], list] = {kp: [] for kp in todo}
