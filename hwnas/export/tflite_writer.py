@@ -20,6 +20,8 @@ scale ``input_scale * weight_scale``. Float consumers of a quantized tensor read
 ``DEQUANTIZE`` of it; the model's input and output stay float32 (``QUANTIZE`` / ``DEQUANTIZE`` at
 the edges). ``precision="fp16"`` stores float weights as float16 behind ``DEQUANTIZE`` (TFLite's
 float16 quantization). The input is NHWC float32 (1, H, W, C); the output (1, classes).
+Dynamic-range int8 and 16x8 are subclasses of this lowering, run by :func:`lower_graph`
+(:mod:`hwnas.export.tflite_precisions`).
 """
 
 from __future__ import annotations
@@ -303,7 +305,7 @@ def graph_to_tflite(
 
 
 def lower_graph(low: _Lowering) -> bytes:
-    """Lower ``low``'s graph op by op (its ``weights`` supplies each layer's filter and bias)."""
+    """Lower ``low``'s graph op by op; a subclass's ``weights`` supplies each layer's filter and bias."""
     graph = low.g
     inp = low.b.tensor("input", _nhwc(graph.input_shape), np.float32)
     low.put(graph.input_name, inp, "float")
