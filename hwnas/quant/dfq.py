@@ -58,7 +58,13 @@ CANDIDATES = (2, 4, 8)
 
 @dataclass(frozen=True)
 class DFQConfig:
-    """Search budget and optimizer settings (defaults measured: see ``bench`` notes in report).
+    """Search budget and optimizer settings.
+
+    Defaults measured on the MLP of ``tests/quant/test_dfq.py`` (candidates 1/8, 4 groups per
+    layer, 150 steps, theta swept from 0.05 below to 1.0 above the 8-bit loss): alpha lr 0.02,
+    0.05 and 0.1 all gave a monotone size-vs-theta curve and all-8-bit below the 8-bit loss;
+    DARTS' 3e-4 moves the logits by at most 0.05 in 150 steps (see the report of issue 16).
+    ``mu_lr`` 5 kept every structure at 8 bits below the 8-bit loss where 1 let one go binary.
 
     Attributes:
         steps: alternations (one w-step and one alpha-step each).
@@ -75,6 +81,7 @@ class DFQConfig:
         channel_groups: structures per layer (contiguous output-channel groups; 1: per layer).
         seed: data order and the logits' small random init.
         threads: torch intra-op threads (None: leave as is).
+        device: torch device of the search.
     """
 
     steps: int = 150
@@ -90,6 +97,7 @@ class DFQConfig:
     channel_groups: int = 1
     seed: int = 0
     threads: int | None = 1
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -159,16 +167,14 @@ class RelaxedNet(nn.Module):
         self.layer_names = [layer.name for layer in graph.layers]
         gen = torch.Generator().manual_seed(seed)
         self.alphas = nn.ParameterDict()
-        self.group_of: dict[str, torch.Tensor] = {}  # output channel -> group index
-        self.fractions: dict[str, torch.Tensor] = {}  # group -> share of the layer's channels
         for layer in graph.layers:
             cout = int(layer.weight.shape[0])
             chunks = np.array_split(np.arange(cout), min(channel_groups, cout))
             group = np.concatenate([np.full(len(c), g) for g, c in enumerate(chunks)])
-            self.group_of[layer.name] = torch.from_numpy(group).long()
-            self.fractions[layer.name] = torch.tensor(
-                [len(c) / cout for c in chunks], dtype=torch.float64
-            )
+            # output channel -> group index; group -> share of the layer's channels
+            self.register_buffer(f"group_of_{_key(layer.name)}", torch.from_numpy(group).long())
+            share = torch.tensor([len(c) / cout for c in chunks], dtype=torch.float64)
+            self.register_buffer(f"share_{_key(layer.name)}", share)
             init = 1e-3 * torch.randn(len(chunks), len(self.candidates), generator=gen)
             self.alphas[_key(layer.name)] = nn.Parameter(init)
 
@@ -187,7 +193,7 @@ class RelaxedNet(nn.Module):
         mixed = {}
         for name in self.layer_names:
             w = self.net.weights[_key(name)]
-            p = probs[name][self.group_of[name]]  # (cout, candidates)
+            p = probs[name][getattr(self, f"group_of_{_key(name)}")]  # (cout, candidates)
             shape = (-1,) + (1,) * (w.dim() - 1)
             terms = [
                 p[:, j].reshape(shape) * quantize_candidate(w, b)
@@ -203,7 +209,8 @@ class RelaxedNet(nn.Module):
         probs = self.probs() if probs is None else probs
         total = cost.new_zeros(())
         for i, name in enumerate(self.layer_names):
-            total = total + (self.fractions[name].to(cost) @ probs[name].to(cost) @ cost[i])
+            share = getattr(self, f"share_{_key(name)}").to(cost)
+            total = total + share @ probs[name].to(cost) @ cost[i]
         return total
 
     def argmax_bits(self) -> dict[str, list[int]]:
@@ -243,12 +250,12 @@ class _Batches:
         self.x, self.y, self.size, self.gen = x, y, min(size, len(y)), gen
         self.order, self.pos = torch.randperm(len(y), generator=gen), 0
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if self.pos + self.size > len(self.y):
             self.order, self.pos = torch.randperm(len(self.y), generator=self.gen), 0
         idx = self.order[self.pos : self.pos + self.size]
         self.pos += self.size
-        return self.x[idx], self.y[idx]
+        return self.x[idx].to(device), self.y[idx].to(device)
 
 
 def dfq_search(
@@ -275,6 +282,8 @@ def dfq_search(
     """
     config = DFQConfig() if config is None else config
     candidates = tuple(sorted(candidates))
+    if len(set(candidates)) != len(candidates) or not all(1 <= b <= 8 for b in candidates):
+        raise ValueError(f"candidates must be distinct bitwidths in 1..8, got {candidates}")
     cost = size_costs(graph, candidates) if cost is None else np.asarray(cost, dtype=np.float64)
     if cost.shape != (len(graph.layers), len(candidates)):
         raise ValueError(
@@ -283,8 +292,9 @@ def dfq_search(
     start = time.perf_counter()
     with torch_threads(config.threads):
         torch.manual_seed(config.seed)
-        model = RelaxedNet(graph, candidates, config.channel_groups, config.seed)
-        cost_t = torch.as_tensor(cost, dtype=torch.float32)
+        device = torch.device(config.device)
+        model = RelaxedNet(graph, candidates, config.channel_groups, config.seed).to(device)
+        cost_t = torch.as_tensor(cost, dtype=torch.float32, device=device)
         cost_ref = float(cost.max(axis=1).sum())
         w_opt = torch.optim.SGD(
             model.weight_params(),
@@ -302,13 +312,13 @@ def dfq_search(
         history: dict[str, list[float]] = {"cost": [], "mu": [], "val_loss": []}
         model.train()
         for _ in range(config.steps):
-            x, y = train.next()  # w-step: task loss through the relaxed model, alpha fixed
+            x, y = train.next(device)  # w-step: task loss through the relaxed model, alpha fixed
             fixed = {n: p.detach() for n, p in model.probs().items()}
             loss = F.cross_entropy(model(x, fixed), y)
             w_opt.zero_grad()
             loss.backward()
             w_opt.step()
-            x, y = val.next()  # alpha-step: Lagrangian on a val batch, w fixed
+            x, y = val.next(device)  # alpha-step: Lagrangian on a val batch, w fixed
             probs = model.probs()
             val_loss = F.cross_entropy(model(x, probs), y)
             g = model.expected_cost(cost_t, probs)
@@ -333,7 +343,7 @@ def dfq_search(
         candidates,
         float(theta),
         policy_cost(graph, bits, cost, candidates),
-        _group_cost(model, group_bits, cost),
+        _group_cost(model.cpu(), group_bits, cost),
         cost_ref,
         history,
         seconds,
