@@ -1,9 +1,15 @@
-"""``hwnas quantize --run DIR --device D --latency-ms X [--method haq]``: HAQ mixed precision.
+"""``hwnas quantize``: HAQ mixed precision under a latency or a model-size budget.
 
-Times every layer of the run's network at fp32 and int8 on the device, searches per-layer
+``--run DIR --device D --latency-ms X``: times every layer of the run's network at fp32 and int8 on the device, searches per-layer
 bitwidths with HAQ's DDPG agent under the latency budget (each policy fine-tuned briefly on real
 data), fine-tunes the chosen policy and writes the policy, the model, a report and plots into the
 run directory. A budget below the cheapest achievable latency exits 2 and names that latency.
+
+``--run DIR --size-kb X [--coding kmeans|linear] [--method haq|random|greedy|uniform]``: HAQ's
+model-size mode (no device): per-layer weight bits 2..8 with activations float, priced in
+stored weight bytes (1 kB = 1000 bytes), 600 episodes by default (each a validation pass of
+precomputed codes), then a final fine-tune; ``--baselines`` also runs the other methods. A
+budget below the all-2-bit size exits 2 and names the smallest and largest sizes.
 """
 
 from __future__ import annotations
@@ -15,12 +21,37 @@ from hwnas.cli._common import add_json_flag, emit, status_line
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quantize", help="HAQ mixed-precision quantization under a latency budget")
+    p = sub.add_parser(
+        "quantize", help="HAQ mixed-precision quantization under a latency or size budget"
+    )
     p.add_argument("--run", required=True, help="run directory of a search")
-    p.add_argument("--device", required=True, help="device to measure on (must have an agent)")
-    p.add_argument("--latency-ms", type=float, required=True, help="latency budget (ms)")
-    p.add_argument("--method", default="haq", choices=("haq",), help="quantization method")
-    p.add_argument("--episodes", type=int, default=20, help="HAQ episodes (default 20)")
+    p.add_argument("--device", help="device to measure on (must have an agent; latency mode only)")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--latency-ms", type=float, help="latency budget (ms) on --device")
+    budget.add_argument(
+        "--size-kb", type=float, help="model-size budget: priced weight kB (1 kB = 1000 bytes)"
+    )
+    p.add_argument(
+        "--coding",
+        choices=("kmeans", "linear"),
+        help="size mode's weight coding (default kmeans, as HAQ's size experiments)",
+    )
+    p.add_argument(
+        "--method",
+        default="haq",
+        choices=("haq", "random", "greedy", "uniform"),
+        help="quantization method (latency mode: haq only)",
+    )
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="size mode: also run the other methods on the same evaluator and report them",
+    )
+    p.add_argument(
+        "--episodes",
+        type=int,
+        help="HAQ episodes (default: 20 in latency mode, 600 in size mode as in the paper)",
+    )
     p.add_argument(
         "--search-steps", type=int, default=30, help="fine-tune SGD steps per episode (default 30)"
     )
@@ -74,7 +105,10 @@ def _run(args: argparse.Namespace) -> int:
         run_dir=Path(args.run),
         device=args.device,
         latency_ms=args.latency_ms,
+        size_kb=args.size_kb,
+        coding=args.coding,
         method=args.method,
+        baselines=args.baselines,
         episodes=args.episodes,
         search_steps=args.search_steps,
         final_steps=args.final_steps,
@@ -93,6 +127,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _render(r: dict) -> str:
+    if r.get("mode") == "size":
+        return _render_size(r)
     c = r["constraints"][0]
     p = r["policy"]
     lines = [
@@ -107,4 +143,34 @@ def _render(r: dict) -> str:
         + ", ".join(f"{k} {v:.3f} ms" for k, v in r["latency"]["network_ms"].items()),
         f"  files: {r['files']['policy']}, {r['files']['report']}, {r['files']['bits_plot']}",
     ]
+    return "\n".join(lines)
+
+
+def _render_size(r: dict) -> str:
+    c = r["constraints"][0]
+    acc = r["accuracy"]
+    s = r["search"]
+    episodes = (
+        f"{s['episodes']} episodes, {s['episode_seconds']:.3f} s each, " if s["episodes"] else ""
+    )
+    lines = [
+        f"{r['method']} ({r['coding']}) on {r['arch']}: mean {r['policy']['mean_w_bits']:.2f} "
+        f"weight bits over {r['policy']['layers']} layers (activations float)",
+        f"  size: {c['priced'] / 1000:.3f} kB priced, budget {c['limit'] / 1000:g} kB -> "
+        f"{'met' if c['satisfied'] else 'MISSED'} (uniform 8-bit "
+        f"{r['sizes']['uniform_8bit_bytes'] / 1000:.3f} kB, fp32 "
+        f"{r['sizes']['float_bytes'] / 1000:.3f} kB)",
+        f"  accuracy: val {acc['val']['before']:.2f} -> {acc['val']['after']:.2f} %, test "
+        f"{acc['test']['before']:.2f} -> {acc['test']['after']:.2f} % (before -> after "
+        f"fine-tune; float val {r['float_accuracy']['val']:.2f} %)",
+        f"  search: {episodes}{s['evaluated_policies']} policies evaluated",
+    ]
+    for m, o in r["methods"].items():
+        if m != r["method"]:
+            lines.append(
+                f"  {m}: {o['size_bytes'] / 1000:.3f} kB, val {o['accuracy']['val']['before']:.2f}"
+                f" -> {o['accuracy']['val']['after']:.2f} %, test "
+                f"{o['accuracy']['test']['after']:.2f} %, {o['evaluated_policies']} evaluated"
+            )
+    lines.append(f"  files: {r['files']['policy']}, {r['files']['report']}")
     return "\n".join(lines)

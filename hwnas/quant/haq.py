@@ -1,7 +1,8 @@
 """The HAQ search loop: DDPG episodes over a :class:`~hwnas.quant.haq_env.HAQEnv`.
 
-Each episode the agent picks every layer's weight and activation bitwidths, the environment
-walls the policy into the latency budget, scores it (short fine-tune, validation accuracy) and
+Each episode the agent picks every layer's bitwidths (latency mode: weight and activation bits;
+size mode: weight bits), the environment walls the policy into the budget, scores it (latency
+mode: short fine-tune; size mode: coded weights, no fine-tune; then validation accuracy) and
 returns ``0.1 * (accuracy - float accuracy)``; past the warm-up the agent learns from the episode
 (one DDPG update per transition). The best policy by reward is the result (Wang et al., CVPR
 2019). :func:`random_search` runs the same environment with uniform random actions, the baseline
@@ -40,23 +41,45 @@ class HAQConfig:
 
 @dataclass(frozen=True)
 class EpisodeRecord:
-    """One scored policy: per-layer bits after the wall, predicted latency, accuracy, reward."""
+    """One scored policy: per-layer bits after the wall, its cost, accuracy, reward.
+
+    ``policy`` holds :class:`LayerBits` (latency mode) or ints, the weight bits (size mode);
+    ``cost`` is in the unit ``metric`` names (``latency_ms`` or ``size_bytes``).
+    """
 
     episode: int
-    policy: tuple[LayerBits, ...]
-    latency_ms: float
+    policy: tuple
+    cost: float
     accuracy: float
     reward: float
+    metric: str = "latency_ms"
+
+    @property
+    def latency_ms(self) -> float:
+        """The predicted latency (latency mode only)."""
+        if self.metric != "latency_ms":
+            raise AttributeError(f"a {self.metric} episode has no latency_ms")
+        return self.cost
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "episode": self.episode,
-            "latency_ms": self.latency_ms,
+            self.metric: self.cost,
             "accuracy": self.accuracy,
             "reward": self.reward,
-            "w_bits": [b.w_bits for b in self.policy],
-            "a_bits": [b.a_bits for b in self.policy],
         }
+        if all(isinstance(b, LayerBits) for b in self.policy):
+            out["w_bits"] = [b.w_bits for b in self.policy]
+            out["a_bits"] = [b.a_bits for b in self.policy]
+        else:
+            out["w_bits"] = [int(b) for b in self.policy]
+        return out
+
+
+def _record(episode: int, env: HAQEnv, info: dict, reward: float) -> EpisodeRecord:
+    return EpisodeRecord(
+        episode, tuple(info["policy"]), info["cost"], info["accuracy"], reward, env.metric
+    )
 
 
 @dataclass(frozen=True)
@@ -97,33 +120,39 @@ def haq_search(
         if episode >= warmup:
             for _ in transitions:
                 agent.update()
-        record = EpisodeRecord(
-            episode, tuple(info["policy"]), info["latency_ms"], info["accuracy"], reward
-        )
+        record = _record(episode, env, info, reward)
         history.append(record)
         logger.info(
-            "episode %d: %.3f ms, acc %.2f, reward %.4f",
+            "episode %d: %s %.4g, acc %.2f, reward %.4f",
             episode,
-            record.latency_ms,
+            env.metric,
+            record.cost,
             record.accuracy,
             reward,
         )
         if progress is not None:
             progress(record)
-    best = max(history, key=lambda r: (r.reward, -r.latency_ms))
-    return SearchResult(best, tuple(history))
+    return SearchResult(_best(history), tuple(history))
 
 
-def random_search(env: HAQEnv, episodes: int, seed: int = 0) -> SearchResult:
-    """The same environment with uniform random actions (the baseline of HAQ's sanity check)."""
+def _best(history: list[EpisodeRecord]) -> EpisodeRecord:
+    """Highest reward; ties go to the cheaper policy, then the earlier episode."""
+    return max(history, key=lambda r: (r.reward, -r.cost, -r.episode))
+
+
+def random_search(
+    env: HAQEnv,
+    episodes: int,
+    seed: int = 0,
+    progress: Callable[[EpisodeRecord], None] | None = None,
+) -> SearchResult:
+    """The same environment with uniform random actions (the baseline of HAQ's sanity check):
+    random policies through the same action wall, so every one is feasible, best by reward."""
     rng = np.random.default_rng(seed)
     history = []
     for episode in range(episodes):
         _, reward, info = _episode(env, lambda s: float(rng.uniform()))
-        history.append(
-            EpisodeRecord(
-                episode, tuple(info["policy"]), info["latency_ms"], info["accuracy"], reward
-            )
-        )
-    best = max(history, key=lambda r: (r.reward, -r.latency_ms))
-    return SearchResult(best, tuple(history))
+        history.append(_record(episode, env, info, reward))
+        if progress is not None:
+            progress(history[-1])
+    return SearchResult(_best(history), tuple(history))

@@ -13,6 +13,14 @@ HAQ (Wang et al., "HAQ: Hardware-Aware Automated Quantization with Mixed Precisi
   lower each by one step, stopping as soon as the cost fits.
 * Reward: ``0.1 * (accuracy_quantized - accuracy_float)`` (accuracy in %), at the episode end.
 
+Two modes, chosen by the ``choices`` object the environment is given:
+
+* latency (:class:`BitChoices`): two steps per layer, a policy is a list of
+  :class:`~hwnas.graph.qparams.LayerBits`, the cost is the layer's latency on the device;
+* model size (:class:`WeightChoices`, HAQ's k-means experiments): one step per layer for its
+  weight bits (2..8; activations stay float), a policy is a list of ints (32 = float), the cost
+  is the layer's stored weight bytes (:func:`hwnas.graph.wcodes.weight_bytes`).
+
 Hardware-aware restriction (ours): a layer may only take levels its device can *run*. On an
 integer runtime that is float (32) or int8; bitwidths below 8 can be enabled for accuracy
 simulation, and then execute (and cost) as int8. A wall step moves a layer to the
@@ -30,7 +38,7 @@ import numpy as np
 from hwnas.graph.nodes import Conv, Graph
 from hwnas.graph.qparams import FLOAT_BITS, LayerBits
 
-CostFn = Callable[[int, LayerBits], float]
+CostFn = Callable[[int, "LayerBits | int"], float]
 STATE_DIM = 10
 
 
@@ -80,10 +88,16 @@ def layer_infos(graph: Graph) -> list[LayerInfo]:
 
 @dataclass(frozen=True)
 class BitChoices:
-    """Per layer: the weight levels (ascending, 32 = float) and integer activation levels."""
+    """Latency mode. Per layer: the weight levels (ascending, 32 = float) and integer
+    activation levels; two actions per layer, options are :class:`LayerBits`."""
 
     w_levels: tuple[tuple[int, ...], ...]
     a_levels: tuple[tuple[int, ...], ...]
+    steps_per_layer = 2
+
+    def lower(self, bits: LayerBits, index: int, cost: CostFn) -> LayerBits | None:
+        """One wall step (see :func:`lower_step`)."""
+        return lower_step(bits, index, self, cost)
 
     def options(self, index: int) -> list[LayerBits]:
         """Every (w, a) pair layer ``index`` may take."""
@@ -92,6 +106,29 @@ class BitChoices:
             if w != FLOAT_BITS:
                 out.extend(LayerBits(w, a) for a in self.a_levels[index])
         return out
+
+
+@dataclass(frozen=True)
+class WeightChoices:
+    """Size mode. Per layer: the weight bit levels (ascending; 32 = float weights); one action
+    per layer, activations stay float, options are plain ints."""
+
+    levels: tuple[tuple[int, ...], ...]
+    steps_per_layer = 1
+
+    @classmethod
+    def uniform(cls, n_layers: int, min_bits: int = 2, max_bits: int = 8) -> WeightChoices:
+        """Every layer offers ``min_bits``..``max_bits`` (HAQ's size experiments: 2..8)."""
+        return cls((tuple(range(min_bits, max_bits + 1)),) * n_layers)
+
+    def options(self, index: int) -> list[int]:
+        return list(self.levels[index])
+
+    def lower(self, bits: int, index: int, cost: CostFn) -> int | None:
+        """HAQ's wall step: the highest offered level below ``bits`` that is strictly cheaper."""
+        here = cost(index, bits)
+        below = [b for b in self.levels[index] if b < bits and cost(index, b) < here]
+        return below[-1] if below else None
 
 
 def device_choices(
@@ -150,9 +187,7 @@ def lower_step(bits: LayerBits, index: int, choices: BitChoices, cost: CostFn) -
     return max(cheaper, key=lambda o: (o.w_bits, o.a_bits)) if cheaper else None
 
 
-def enforce_budget(
-    policy: Sequence[LayerBits], choices: BitChoices, cost: CostFn, budget: float
-) -> list[LayerBits]:
+def enforce_budget(policy: Sequence, choices, cost: CostFn, budget: float) -> list:
     """HAQ's action wall: lower layers (last to first) one step at a time until cost <= budget.
 
     Returns the policy unchanged if it fits. Stops at the cheapest reachable policy (every layer
@@ -163,7 +198,7 @@ def enforce_budget(
     while current > budget:
         changed = False
         for i in reversed(range(len(policy))):
-            step = lower_step(policy[i], i, choices, cost)
+            step = choices.lower(policy[i], i, cost)
             if step is None:
                 continue
             policy[i] = step
@@ -176,24 +211,28 @@ def enforce_budget(
     return policy
 
 
-def min_cost(choices: BitChoices, cost: CostFn, n_layers: int) -> tuple[float, list[LayerBits]]:
+def min_cost(choices, cost: CostFn, n_layers: int) -> tuple[float, list]:
     """The cheapest policy and its cost (costs are additive over layers)."""
     best = [min(choices.options(i), key=lambda o: cost(i, o)) for i in range(n_layers)]
     return sum(cost(i, b) for i, b in enumerate(best)), best
 
 
 class HAQEnv:
-    """Two steps per layer; ``evaluate(policy) -> accuracy %`` is called once per episode."""
+    """``choices.steps_per_layer`` steps per layer; ``evaluate(policy) -> accuracy %`` is called
+    once per episode. ``metric`` names the cost in the episode's info (``latency_ms`` or
+    ``size_bytes``)."""
 
     def __init__(
         self,
         layers: Sequence[LayerInfo],
-        choices: BitChoices,
+        choices: BitChoices | WeightChoices,
         cost: CostFn,
         budget: float,
-        evaluate: Callable[[list[LayerBits]], float],
+        evaluate: Callable[[list], float],
         reference_accuracy: float,
+        metric: str = "latency_ms",
     ) -> None:
+        self.metric = metric
         self.layers = list(layers)
         self.choices = choices
         self.cost = cost
@@ -205,25 +244,29 @@ class HAQEnv:
 
     @property
     def steps_per_episode(self) -> int:
-        return 2 * len(self.layers)
+        return self.choices.steps_per_layer * len(self.layers)
 
     def reset(self) -> np.ndarray:
         self.step_index = 0
         self.w_bits: list[int] = []
-        self.bits: list[LayerBits] = []
+        self.bits: list = []
         self.prev_action = 1.0
         return self.state()
 
     def state(self) -> np.ndarray:
-        """The 10-D state of the current step (float32)."""
-        layer = min(self.step_index // 2, len(self.layers) - 1)
-        flag = 1.0 if self.step_index % 2 == 0 else 0.0
+        """The 10-D state of the current step (float32); the flag is 1 on weight steps."""
+        per = self.choices.steps_per_layer
+        layer = min(self.step_index // per, len(self.layers) - 1)
+        flag = 1.0 if self.step_index % per == 0 else 0.0
         return np.concatenate([self.features[layer], [flag, self.prev_action]]).astype(np.float32)
 
     def step(self, action: float) -> tuple[np.ndarray, float, bool, dict]:
         """Apply one action; at the episode end returns the reward and the walled policy."""
-        layer = self.step_index // 2
-        if self.step_index % 2 == 0:
+        per = self.choices.steps_per_layer
+        layer = self.step_index // per
+        if per == 1:
+            self.bits.append(action_to_level(action, self.choices.levels[layer]))
+        elif self.step_index % 2 == 0:
             self.w_bits.append(action_to_level(action, self.choices.w_levels[layer]))
         else:
             w = self.w_bits[layer]
@@ -240,13 +283,9 @@ class HAQEnv:
         policy = enforce_budget(self.bits, self.choices, self.cost, self.budget)
         accuracy = float(self.evaluate(policy))
         reward = 0.1 * (accuracy - self.reference_accuracy)
-        latency = sum(self.cost(i, b) for i, b in enumerate(policy))
-        return (
-            self.state(),
-            reward,
-            True,
-            {"policy": policy, "accuracy": accuracy, "latency_ms": latency},
-        )
+        total = sum(self.cost(i, b) for i, b in enumerate(policy))
+        info = {"policy": policy, "accuracy": accuracy, "cost": total, self.metric: total}
+        return self.state(), reward, True, info
 
 
 def _normalized_features(layers: Sequence[LayerInfo]) -> np.ndarray:

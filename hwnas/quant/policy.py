@@ -7,6 +7,11 @@
   list), the learned activation ranges, the weight clip ratios and the policy; the npz holds each
   layer's ``<name>.weight`` and ``<name>.bias``. :func:`load_state` gives back the
   :class:`~hwnas.quant.qnet.QuantState` the exporters write.
+* ``quant_size_policy.json`` (kind ``hwnas-quant-size-policy``): size mode, one record per
+  layer with its name, spec, ``w_bits`` (32 = float; activations stay float) and priced bytes.
+* ``quant_size_codes.json`` + ``.npz`` (kind ``hwnas-weight-codes``): each coded layer's
+  :class:`~hwnas.graph.wcodes.WeightCode` (bits, kind, codes, table), what a packed exporter
+  stores.
 """
 
 from __future__ import annotations
@@ -183,3 +188,81 @@ def _node_from_record(r: dict, arrays: Mapping) -> object:
     if kind == "pool":
         return GlobalPool(r["name"], r["inp"], r["out"])
     raise UserError(f"unknown node type {kind!r} in a quantized model file")
+
+
+SIZE_POLICY_KIND = "hwnas-quant-size-policy"
+CODES_KIND = "hwnas-weight-codes"
+
+
+def save_size_policy(
+    path: Path,
+    names: Sequence[str],
+    specs: Sequence[str],
+    w_bits: Sequence[int],
+    layer_bytes: Sequence[int],
+    meta: Mapping,
+) -> Path:
+    """Write a size-mode policy: weight bits (32 = float) and priced bytes per layer."""
+    layers = [
+        {"name": n, "spec": s, "w_bits": int(b), "bytes": int(nb)}
+        for n, s, b, nb in zip(names, specs, w_bits, layer_bytes)
+    ]
+    return _write(
+        path, {"schema_version": SCHEMA_VERSION, "kind": SIZE_POLICY_KIND, **meta, "layers": layers}
+    )
+
+
+def load_size_policy(path: Path) -> dict[str, int]:
+    """Layer name -> weight bits of a size-mode policy file."""
+    doc = _check(_read(path), SIZE_POLICY_KIND, str(path))
+    try:
+        return {r["name"]: int(r["w_bits"]) for r in doc["layers"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: malformed layer record ({exc})") from None
+
+
+def save_codes(prefix: Path, codes: Mapping, meta: Mapping | None = None) -> tuple[Path, Path]:
+    """Write layer name -> :class:`~hwnas.graph.wcodes.WeightCode` as ``<prefix>.json`` (bits,
+    kind, shape per layer) + ``<prefix>.npz`` (``<name>.codes`` uint8 in the weight's shape,
+    ``<name>.table`` float32: scales or codebook)."""
+    prefix = Path(prefix)
+    arrays = {}
+    for name, code in codes.items():
+        arrays[f"{name}.codes"] = code.codes
+        arrays[f"{name}.table"] = code.table
+    npz = prefix.with_suffix(".npz")
+    np.savez(npz, **arrays)
+    layers = [
+        {"name": n, "bits": c.bits, "kind": c.kind, "shape": list(c.codes.shape)}
+        for n, c in codes.items()
+    ]
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": CODES_KIND,
+        **(meta or {}),
+        "layers": layers,
+        "arrays_file": npz.name,
+    }
+    return _write(prefix.with_suffix(".json"), doc), npz
+
+
+def load_codes(prefix: Path) -> dict:
+    """Read the codes written by :func:`save_codes` (layer name -> WeightCode)."""
+    from hwnas.graph.wcodes import WeightCode
+
+    prefix = Path(prefix)
+    source = prefix.with_suffix(".json")
+    doc = _check(_read(source), CODES_KIND, str(source))
+    out = {}
+    with np.load(prefix.with_name(doc["arrays_file"]), allow_pickle=False) as arrays:
+        for r in doc["layers"]:
+            try:
+                out[r["name"]] = WeightCode(
+                    int(r["bits"]),
+                    r["kind"],
+                    arrays[f"{r['name']}.codes"].astype(np.uint8),
+                    arrays[f"{r['name']}.table"].astype(np.float32),
+                )
+            except (KeyError, ValueError) as exc:
+                raise UserError(f"{source}: malformed layer {r.get('name')!r} ({exc})") from None
+    return out

@@ -1,11 +1,14 @@
 """``quantize_run``: the whole ``hwnas quantize`` command as one library call.
 
+Two modes, by the budget given: ``latency_ms`` (below, on a device) or ``size_kb`` (HAQ's
+model-size mode, no device: :mod:`hwnas.runs.quantize_size`).
+
 The run layer's part of HAQ (:mod:`hwnas.quant.quantize` is the algorithm): open the device,
 measure the network's precision profile there (:mod:`hwnas.runs.profile`), hand HAQ the cost
 model, time the chosen policy end to end (tightening it while it misses the budget), fine-tune,
 and write the files.
 
-Files written into the run directory:
+Files written into the run directory (latency mode):
 
 * ``quant_lut.json``: per-layer latency at fp32/int8 on the device (LUT format) + calibration;
 * ``quant_policy.json``: the chosen per-layer bitwidths;
@@ -50,18 +53,27 @@ from hwnas.runs.rundir import update_run_report
 logger = logging.getLogger(__name__)
 
 REPORT_KIND = "hwnas-quant-report"
+LATENCY_EPISODES = 20
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
     """Everything ``hwnas quantize`` needs (the CLI builds it; written to the report).
 
+    Exactly one of ``latency_ms`` and ``size_kb`` is given.
+
     Attributes:
         run_dir: the search run directory.
-        device: registered device name (must be measurable).
+        device: registered device name (must be measurable; latency mode only).
         latency_ms: the latency budget on that device.
-        method: ``haq``.
-        episodes: HAQ episodes (each one short fine-tune).
+        size_kb: the model-size budget, priced weight bytes / 1000 (size mode).
+        coding: size mode's weight coding, ``kmeans`` (default, as HAQ's size experiments) or
+            ``linear``.
+        method: ``haq``; size mode also ``random``, ``greedy``, ``uniform``.
+        baselines: size mode: also run the other methods (same evaluator, same number of
+            episodes for random, same final fine-tune) and report them.
+        episodes: HAQ episodes (latency: each one short fine-tune, default 20; size: each one
+            validation pass, default 600 as in the paper).
         search_steps: fine-tune SGD steps per episode.
         final_steps: fine-tune SGD steps of the chosen policy.
         train_images: train images used for calibration and fine-tuning.
@@ -76,10 +88,13 @@ class QuantizeConfig:
     """
 
     run_dir: Path
-    device: str
-    latency_ms: float
+    device: str | None = None
+    latency_ms: float | None = None
+    size_kb: float | None = None
+    coding: str | None = None
     method: str = "haq"
-    episodes: int = 20
+    baselines: bool = False
+    episodes: int | None = None
     search_steps: int = 30
     final_steps: int = 300
     batch_size: int = 64
@@ -93,13 +108,46 @@ class QuantizeConfig:
     torch_device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise UserError(f"unknown quantization method {self.method!r}; known: haq")
-        if not self.latency_ms > 0:
-            raise UserError(f"--latency-ms must be positive, got {self.latency_ms}")
+        if (self.latency_ms is None) == (self.size_kb is None):
+            raise UserError("give exactly one budget: --latency-ms or --size-kb")
+        if self.size_kb is not None:
+            self._check_size_mode()
+        else:
+            if self.method not in METHODS:
+                raise UserError(
+                    f"unknown latency-mode method {self.method!r}; known: {', '.join(METHODS)}"
+                )
+            if self.device is None:
+                raise UserError("--latency-ms needs --device (the device to measure on)")
+            if self.coding is not None or self.baselines:
+                raise UserError("--coding and --baselines are size-mode options (--size-kb)")
+            if not self.latency_ms > 0:
+                raise UserError(f"--latency-ms must be positive, got {self.latency_ms}")
+            if self.episodes is None:
+                object.__setattr__(self, "episodes", LATENCY_EPISODES)
         for name in ("episodes", "train_images", "val_images"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1")
+
+    def _check_size_mode(self) -> None:
+        from hwnas.quant.size import PAPER_EPISODES, SIZE_METHODS
+
+        if self.method not in SIZE_METHODS:
+            raise UserError(
+                f"unknown size-mode method {self.method!r}; known: {', '.join(SIZE_METHODS)}"
+            )
+        if not self.size_kb > 0:
+            raise UserError(f"--size-kb must be positive, got {self.size_kb}")
+        if self.coding is None:
+            object.__setattr__(self, "coding", "kmeans")
+        if self.coding not in ("kmeans", "linear"):
+            raise UserError(f"unknown weight coding {self.coding!r}; known: kmeans, linear")
+        if self.episodes is None:
+            object.__setattr__(self, "episodes", PAPER_EPISODES)
+
+    @property
+    def mode(self) -> str:
+        return "size" if self.size_kb is not None else "latency"
 
     def to_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k != "measure"}
@@ -115,6 +163,10 @@ def device_format(runtime: str | None) -> str:
 def quantize_run(config: QuantizeConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Run HAQ for ``config`` and write the run directory's quantization files; returns the report."""
     with torch_threads(config.threads):
+        if config.mode == "size":
+            from hwnas.runs.quantize_size import quantize_size_run
+
+            return quantize_size_run(config, progress)
         return _quantize_run(config, progress)
 
 
@@ -236,6 +288,7 @@ def _report(config: QuantizeConfig, o: _Outcome) -> dict:
     return {
         "schema_version": 1,
         "kind": REPORT_KIND,
+        "mode": "latency",
         "method": config.method,
         "run": str(config.run_dir),
         "space": o.run.space,

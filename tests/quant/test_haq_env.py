@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 from hwnas.blocks.torch_blocks import build_sequential
 from hwnas.graph.lower import graph_from_module
 from hwnas.graph.qparams import LayerBits
+from hwnas.graph.wcodes import weight_bytes
 from hwnas.quant.haq_env import (
     STATE_DIM,
     BitChoices,
     HAQEnv,
+    WeightChoices,
     action_to_level,
     device_choices,
     enforce_budget,
@@ -127,3 +129,93 @@ def test_episode_walks_two_steps_per_layer_and_walls() -> None:
     assert sum(b.is_float for b in info["policy"]) == 6  # walled from all-float
     assert info["latency_ms"] <= budget and len(seen) == 1
     assert reward == pytest.approx(0.1 * (info["accuracy"] - 90.0))
+
+
+# -- size mode (HAQ's k-means experiments): one weight-bit action per layer ----------------------
+
+
+def test_size_actions_map_to_bits_as_haqs_formula() -> None:
+    levels = WeightChoices.uniform(1).levels[0]
+    assert levels == tuple(range(2, 9))
+    for a in np.linspace(0.001, 0.999, 997):
+        haq = int(np.floor(2 - 0.5 + a * (8 - 2 + 1) + 0.5))  # round half up, as in python 2
+        assert action_to_level(a, levels) == haq
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 10),
+    seed=st.integers(0, 10_000),
+    ratio=st.floats(0.05, 1.1),
+    coding=st.sampled_from(["kmeans", "linear"]),
+)
+def test_size_wall_ends_within_budget_whenever_budget_reaches_min_size(
+    n: int, seed: int, ratio: float, coding: str
+) -> None:
+    rng = np.random.default_rng(seed)
+    params = rng.integers(20, 5000, n)
+    cout = rng.integers(1, 64, n)
+    choices = WeightChoices.uniform(n)
+
+    def cost(i: int, bits: int) -> float:
+        return float(weight_bytes(int(params[i]), int(cout[i]), bits, coding))
+
+    policy = [int(b) for b in rng.integers(2, 9, n)]
+    budget = ratio * sum(cost(i, 8) for i in range(n))
+    smallest, cheapest = min_cost(choices, cost, n)
+    assert cheapest == [2] * n
+    walled = enforce_budget(policy, choices, cost, budget)
+    total = sum(cost(i, b) for i, b in enumerate(walled))
+    if budget >= smallest:
+        assert total <= budget
+    else:
+        assert walled == [2] * n
+    assert all(w <= p for w, p in zip(walled, policy))
+    if sum(cost(i, b) for i, b in enumerate(policy)) <= budget:
+        assert walled == policy
+    else:  # HAQ's wall: sweeps from the last layer, one bit less per layer and sweep, so the
+        # layers above the floor dropped K or K + 1 bits, the K + 1 ones at the end
+        drops = [p - w for w, p in zip(walled, policy) if w > 2]
+        assert drops == sorted(drops) and (not drops or drops[-1] - drops[0] <= 1)
+
+
+def test_size_wall_lowers_last_layer_first_by_one_bit() -> None:
+    choices = WeightChoices.uniform(3)
+
+    def cost(i: int, bits: int) -> float:
+        return 10.0 * bits
+
+    assert enforce_budget([8, 8, 8], choices, cost, 230) == [8, 8, 7]
+    assert enforce_budget([8, 8, 8], choices, cost, 220) == [8, 7, 7]
+    assert enforce_budget([8, 8, 8], choices, cost, 210) == [7, 7, 7]
+    assert enforce_budget([8, 8, 8], choices, cost, 200) == [7, 7, 6]
+    assert enforce_budget([3, 8, 2], choices, cost, 60) == [2, 2, 2]
+
+
+def test_size_episode_takes_one_action_per_layer() -> None:
+    graph = graph_from_module(build_sequential(SMALL_SPECS), SMALL_SPECS[0].in_shape)
+    layers = layer_infos(graph)
+    n = len(layers)
+    choices = WeightChoices.uniform(n)
+    seen = []
+
+    def evaluate(policy):
+        seen.append(list(policy))
+        return 80.0 - sum(8 - b for b in policy)
+
+    def cost(i, bits):
+        return float(weight_bytes(layers[i].params, layers[i].cout, bits, "kmeans"))
+
+    budget = sum(cost(i, 6) for i in range(n))
+    env = HAQEnv(layers, choices, cost, budget, evaluate, 80.0, metric="size_bytes")
+    assert env.steps_per_episode == n
+    env.reset()
+    flags = []
+    done = False
+    while not done:
+        flags.append(env.state()[8])
+        _, reward, done, info = env.step(0.99)  # 8 bits everywhere: over the budget
+    assert flags == [1.0] * n and len(seen) == 1
+    assert info["size_bytes"] == info["cost"] <= budget
+    assert all(b in range(2, 9) for b in info["policy"]) and min(info["policy"]) < 8
+    assert reward == pytest.approx(0.1 * (info["accuracy"] - 80.0))
