@@ -41,9 +41,10 @@ def train(args: argparse.Namespace) -> None:
     from hwnas.runs.rundir import write_run
     from hwnas.spaces.base import SpaceConfig, create_space
 
-    space = create_space("fbnet", SpaceConfig(resolution=32, num_classes=10))
-    net = space.build_net(space.parse_arch(args.arch), seed=0).to(args.torch_device)
-    splits = load_dataset(DataConfig(**DATA))
+    space = create_space("fbnet", SpaceConfig(resolution=args.resolution, num_classes=10))
+    arch = space.parse_arch(args.arch)
+    net = space.build_net(arch, width=args.width, seed=0).to(args.torch_device)
+    splits = load_dataset(DataConfig(**DATA, resolution=args.resolution))
     x, y = (t[: args.train_images] for t in splits.train.tensors)
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=4e-5, nesterov=True)
     steps = args.epochs * ((len(y) + 127) // 128)
@@ -65,9 +66,9 @@ def train(args: argparse.Namespace) -> None:
         print(f"epoch {epoch + 1}: val {acc:.2f} % ({time.perf_counter() - start:.0f} s)")
     net = net.cpu().eval()
     config = {
-        "resolution": 32,
+        "resolution": args.resolution,
         "num_classes": 10,
-        "width": 1.0,
+        "width": args.width,
         "data": DATA,
         "seed": 0,
         "note": f"bench/haq.py train: {args.epochs} epochs, SGD one-cycle",
@@ -284,6 +285,8 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="run directory")
     parser.add_argument("--arch", default=DEFAULT_ARCH)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--resolution", type=int, default=32, help="train: input pixels")
+    parser.add_argument("--width", type=float, default=1.0, help="train: width multiplier")
     parser.add_argument("--torch-device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--latency-ms", type=float, default=None)
