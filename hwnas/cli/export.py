@@ -1,7 +1,8 @@
-"""``hwnas export --run DIR --format onnx|tflite --precision fp32|int8|mixed --out F``.
+"""``hwnas export --run DIR --format onnx|tflite --precision fp32|int8|mixed|packed --out F``.
 
 Writes the run's network as ONNX (float, or QDQ int8 / mixed) or ``.tflite`` (float, or full
-integer / mixed) without TensorFlow, then verifies it: predictions against the PyTorch model on
+integer / mixed) without TensorFlow, or with ``packed`` the low-bit weights of ``hwnas quantize
+--size-kb`` stored at their bit widths (activations float), then verifies it: predictions against the PyTorch model on
 the test split, and latency on a device through its agent. The verification lands in
 ``F.json`` and in the run's ``report.json`` under ``exports``.
 """
@@ -15,10 +16,10 @@ from hwnas.cli._common import add_json_flag, emit, status_line
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a run's network (ONNX, TFLite; fp32, int8, mixed)")
+    p = sub.add_parser("export", help="export a run's network (ONNX, TFLite; fp32, int8, mixed, packed)")
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--format", required=True, choices=("onnx", "tflite"), dest="fmt")
-    p.add_argument("--precision", required=True, choices=("fp32", "int8", "mixed"))
+    p.add_argument("--precision", required=True, choices=("fp32", "int8", "mixed", "packed"))
     p.add_argument("--out", required=True, help="output file (.onnx / .tflite)")
     p.add_argument(
         "--device",

@@ -14,15 +14,13 @@ per byte, little bit order), so a layer takes exactly ``b * ceil(n / 8)`` bytes 
 exporter unpacks the planes inside the model (shift, mask, weighted sum). :func:`weight_bytes`
 is the size a policy is priced at. :func:`dequantized_graph` is the float network a packed
 export (:mod:`hwnas.export.packed_onnx`, :mod:`hwnas.export.packed_tflite`) must reproduce;
-:func:`save_codes` / :func:`load_codes` keep a policy's codes on disk. Torch-free (numpy only).
+:func:`hwnas.quant.policy.save_codes` keeps codes on disk as bit-planes. Torch-free (numpy only).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +30,6 @@ from hwnas.graph.qparams import FLOAT_BITS, weight_qmax, weight_scales
 KINDS = ("linear", "kmeans")
 MIN_BITS, MAX_BITS = 2, 8
 KMEANS_ITERS = 30
-CODES_FORMAT = "hwnas.wcodes/1"
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,40 +178,3 @@ def dequantized_graph(graph: Graph, codes: Mapping[str, WeightCode]) -> Graph:
         for n in graph.nodes
     )
     return Graph(nodes, graph.input_shape, graph.input_name, graph.output_name)
-
-
-def save_codes(prefix: str | Path, codes: Mapping[str, WeightCode]) -> None:
-    """Write ``codes`` as ``<prefix>.npz`` (bit-planes and tables) + ``<prefix>.json`` (index).
-
-    The json lists, per layer in order, its name, bits, kind and weight shape; array ``i`` of
-    the npz holds layer i's planes (``planes_i``, :func:`pack_codes`) and table (``table_i``),
-    so the stored codes take their priced size. No pickle.
-    """
-    prefix = Path(prefix)
-    index, arrays = [], {}
-    for i, (name, code) in enumerate(codes.items()):
-        index.append(
-            {"name": name, "bits": code.bits, "kind": code.kind, "shape": list(code.codes.shape)}
-        )
-        arrays[f"planes_{i}"] = pack_codes(code.codes, code.bits)
-        arrays[f"table_{i}"] = np.asarray(code.table, np.float32)
-    np.savez_compressed(prefix.with_name(prefix.name + ".npz"), **arrays)
-    meta = {"format": CODES_FORMAT, "layers": index}
-    prefix.with_name(prefix.name + ".json").write_text(json.dumps(meta, indent=1))
-
-
-def load_codes(prefix: str | Path) -> dict[str, WeightCode]:
-    """Read codes written by :func:`save_codes` (same names, order, codes and tables)."""
-    prefix = Path(prefix)
-    meta = json.loads(prefix.with_name(prefix.name + ".json").read_text())
-    if meta.get("format") != CODES_FORMAT:
-        raise ValueError(f"{prefix}.json is not a {CODES_FORMAT} file")
-    out = {}
-    with np.load(prefix.with_name(prefix.name + ".npz")) as arrays:
-        for i, layer in enumerate(meta["layers"]):
-            shape = tuple(layer["shape"])
-            flat = unpack_codes(arrays[f"planes_{i}"], layer["bits"], int(np.prod(shape)))
-            out[layer["name"]] = WeightCode(
-                layer["bits"], layer["kind"], flat.reshape(shape), arrays[f"table_{i}"]
-            )
-    return out

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -223,15 +225,18 @@ def load_size_policy(path: Path) -> dict[str, int]:
 
 def save_codes(prefix: Path, codes: Mapping, meta: Mapping | None = None) -> tuple[Path, Path]:
     """Write layer name -> :class:`~hwnas.graph.wcodes.WeightCode` as ``<prefix>.json`` (bits,
-    kind, shape per layer) + ``<prefix>.npz`` (``<name>.codes`` uint8 in the weight's shape,
-    ``<name>.table`` float32: scales or codebook)."""
+    kind, shape per layer, in order) + ``<prefix>.npz`` (``<name>.planes``: the codes as
+    bit-planes, :func:`~hwnas.graph.wcodes.pack_codes`, so they take their priced size;
+    ``<name>.table`` float32: scales or codebook). No pickle."""
+    from hwnas.graph.wcodes import pack_codes
+
     prefix = Path(prefix)
     arrays = {}
     for name, code in codes.items():
-        arrays[f"{name}.codes"] = code.codes
-        arrays[f"{name}.table"] = code.table
+        arrays[f"{name}.planes"] = pack_codes(code.codes, code.bits)
+        arrays[f"{name}.table"] = np.asarray(code.table, np.float32)
     npz = prefix.with_suffix(".npz")
-    np.savez(npz, **arrays)
+    np.savez_compressed(npz, **arrays)
     layers = [
         {"name": n, "bits": c.bits, "kind": c.kind, "shape": list(c.codes.shape)}
         for n, c in codes.items()
@@ -247,8 +252,8 @@ def save_codes(prefix: Path, codes: Mapping, meta: Mapping | None = None) -> tup
 
 
 def load_codes(prefix: Path) -> dict:
-    """Read the codes written by :func:`save_codes` (layer name -> WeightCode)."""
-    from hwnas.graph.wcodes import WeightCode
+    """Read the codes written by :func:`save_codes` (layer name -> WeightCode, in order)."""
+    from hwnas.graph.wcodes import WeightCode, unpack_codes
 
     prefix = Path(prefix)
     source = prefix.with_suffix(".json")
@@ -257,12 +262,14 @@ def load_codes(prefix: Path) -> dict:
     with np.load(prefix.with_name(doc["arrays_file"]), allow_pickle=False) as arrays:
         for r in doc["layers"]:
             try:
+                shape = tuple(int(d) for d in r["shape"])
+                flat = unpack_codes(arrays[f"{r['name']}.planes"], int(r["bits"]), math.prod(shape))
                 out[r["name"]] = WeightCode(
                     int(r["bits"]),
                     r["kind"],
-                    arrays[f"{r['name']}.codes"].astype(np.uint8),
+                    flat.reshape(shape),
                     arrays[f"{r['name']}.table"].astype(np.float32),
                 )
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, TypeError) as exc:
                 raise UserError(f"{source}: malformed layer {r.get('name')!r} ({exc})") from None
     return out

@@ -9,7 +9,7 @@ fits), reward ``0.1 * (val accuracy - float val accuracy)``, validation without 
 Use::
 
     problem = size_problem(graph, data, "kmeans", budget_bytes)   # codes computed once
-    found = search_size(problem, "haq", episodes=600)             # or random / greedy / uniform
+    found = search_size(problem, "haq", episodes=600)   # or random / greedy / uniform / dfq
     final = finetune_size(problem, found.policy, FinetuneConfig(steps=300))
 
 Every method sees the same evaluator (memoised, shared) and the same budget; ``search_size``
@@ -38,7 +38,7 @@ from hwnas.quant.qat import FinetuneConfig, accuracy, finetune
 
 logger = logging.getLogger(__name__)
 
-SIZE_METHODS = ("haq", "random", "greedy", "uniform")
+SIZE_METHODS = ("haq", "random", "greedy", "uniform", "dfq")
 PAPER_EPISODES = 600
 
 
@@ -162,8 +162,10 @@ def search_size(
     episodes: int = PAPER_EPISODES,
     seed: int = 0,
     progress: Callable | None = None,
+    dfq: Any = None,
 ) -> SizeSearch:
-    """Run one method on ``problem``; ``episodes`` applies to haq and random."""
+    """Run one method on ``problem``; ``episodes`` applies to haq and random, ``dfq`` (a
+    :class:`~hwnas.quant.dfq.DFQConfig`, default: its defaults with ``seed``) to dfq."""
     if method not in SIZE_METHODS:
         raise UserError(f"unknown size method {method!r}; known: {', '.join(SIZE_METHODS)}")
     problem.evaluate.reset_count()
@@ -190,6 +192,8 @@ def search_size(
                 "history": [r.to_dict() for r in result.history],
             },
         )
+    if method == "dfq":
+        return _dfq(problem, seed, start, dfq)
     run = greedy_sensitivity if method == "greedy" else uniform_policy
     found = run(problem.choices, problem.cost, problem.budget_bytes, problem.evaluate)
     details = dict(found.details)
@@ -204,6 +208,46 @@ def search_size(
         time.perf_counter() - start,
         None,
         details,
+    )
+
+
+def _dfq(problem: SizeProblem, seed: int, start: float, config: Any) -> SizeSearch:
+    """DFQ (:mod:`hwnas.quant.dfq_budget`) over the same widths and priced sizes.
+
+    ``policy`` is what fits: DFQ's own argmax, or its repair if the loosest loss constraint
+    still missed the budget (``details``: ``own_policy``, ``repaired``, the probes).
+    """
+    from hwnas.quant.dfq import DFQConfig
+    from hwnas.quant.dfq_budget import dfq_for_budget
+
+    widths = problem.choices.levels[0]
+    cost = [[problem.cost(i, b) for b in widths] for i in range(len(problem.names))]
+    found = dfq_for_budget(
+        problem.graph,
+        problem.data,
+        problem.budget_bytes,
+        config=config or DFQConfig(seed=seed, device=problem.torch_device),
+        candidates=widths,
+        cost=cost,
+    )
+    policy = tuple(int(found.bits[n]) for n in problem.names)
+    own = [int(found.own_bits[n]) for n in problem.names]
+    return SizeSearch(
+        "dfq",
+        policy,
+        problem.size_bytes(policy),
+        problem.evaluate(list(policy)),
+        problem.evaluate.evaluated,
+        0,
+        time.perf_counter() - start,
+        None,
+        {
+            "own_policy": own,
+            "own_size_bytes": problem.size_bytes(own),
+            "repaired": found.repaired,
+            "delta": found.delta,
+            "probes": [list(p) for p in found.probes],
+        },
     )
 
 

@@ -1,4 +1,4 @@
-"""``hwnas export``: a run directory's network as ONNX or TFLite at fp32, int8 or mixed precision.
+"""``hwnas export``: a run directory's network as ONNX or TFLite at fp32, int8, mixed or packed.
 
 * ``fp32``: the BN-folded float network.
 * ``int8``: every layer int8; post-training quantization of the trained float weights, with
@@ -6,6 +6,9 @@
   the device's int8 weight bits (7 where its kernels saturate, see
   :func:`hwnas.runs.measure.probe_int8_weight_bits`).
 * ``mixed``: the policy and fine-tuned weights ``hwnas quantize`` wrote (``quant_model.*``).
+* ``packed``: the low-bit weights ``hwnas quantize --size-kb`` wrote (``quant_size_codes.*``,
+  ``quant_size_model.*``), stored packed (:func:`hwnas.export.api.write_packed`: ONNX
+  bit-planes decoded at session creation; TFLite INT4/INT8 + DEQUANTIZE), activations float.
 
 Each file is checked (``onnx.checker`` for ONNX; loading and running in the interpreter for
 TFLite), verified against the PyTorch model on the test split, and timed on the device; the
@@ -33,7 +36,7 @@ from hwnas.runs.measure import MeasureSettings
 logger = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "tflite")
-PRECISIONS = ("fp32", "int8", "mixed")
+PRECISIONS = ("fp32", "int8", "mixed", "packed")
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class ExportConfig:
     Attributes:
         run_dir: the run directory.
         fmt: ``onnx`` or ``tflite``.
-        precision: ``fp32``, ``int8`` or ``mixed``.
+        precision: ``fp32``, ``int8``, ``mixed`` or ``packed``.
         out: output file.
         device: device to time the file on (None: the one ``hwnas quantize`` used, else
             ``local``); ``""`` skips timing.
@@ -116,12 +119,15 @@ def _quant_state(run, graph, config: ExportConfig, calib: torch.Tensor, client):
 
     if config.precision == "fp32":
         return None, run.module
-    if config.precision == "mixed":
-        prefix = config.run_dir / "quant_model"
+    if config.precision in ("mixed", "packed"):
+        prefix = config.run_dir / (
+            "quant_model" if config.precision == "mixed" else "quant_size_model"
+        )
         if not prefix.with_suffix(".json").is_file():
+            flag = "--latency-ms" if config.precision == "mixed" else "--size-kb"
             raise UserError(
-                f"{config.run_dir} has no quantized model; run 'hwnas quantize "
-                f"--run {config.run_dir} ...' before exporting --precision mixed"
+                f"{config.run_dir} has no {config.precision} model; run 'hwnas quantize "
+                f"--run {config.run_dir} {flag} ...' before exporting --precision {config.precision}"
             )
         state = load_state(prefix)
         return state, QuantNet.from_state(state).eval()
@@ -151,23 +157,33 @@ def _export_run(config: ExportConfig, progress: Callable[[str], None] | None) ->
     calib, test_x, test_y = _load_data(run, config)
     with _maybe_device(device) as client:
         state, reference = _quant_state(run, graph, config, calib, client)
-        data = write_model(graph, state, config.fmt, config.precision)
+        data = _model_bytes(config, graph, state)
         config.out.parent.mkdir(parents=True, exist_ok=True)
         config.out.write_bytes(data)
         say(f"verifying on {len(test_y)} test images")
         report = _verify(config, data, state, reference, test_x, test_y)
         if client is not None:
             say(f"timing on {device}")
-            report["latency"] = _time(client, data, config, state is not None)
+            report["latency"] = _time(client, data, config, _quantized(config))
             report["device"] = device
     _write_report(config, report)
     return report
 
 
+def _model_bytes(config: ExportConfig, graph, state) -> bytes:
+    if config.precision != "packed":
+        return write_model(graph, state, config.fmt, config.precision)
+    from hwnas.export.api import write_packed
+    from hwnas.quant.policy import load_codes
+
+    codes = load_codes(config.run_dir / "quant_size_codes")
+    return write_packed(state.graph, codes, config.fmt)
+
+
 def _verify(config, data, state, reference, test_x, test_y) -> dict:
     from hwnas.export.verify import agreement, run_export
 
-    options = runtime_options(config.fmt, state is not None)
+    options = runtime_options(config.fmt, _quantized(config))
     got = run_export(data, config.fmt, test_x, options)
     with torch.no_grad():
         ref = torch.cat(
@@ -186,7 +202,21 @@ def _verify(config, data, state, reference, test_x, test_y) -> dict:
         "checked": "onnx.checker (full_check)" if config.fmt == "onnx" else "LiteRT interpreter",
         "runtime_options": options or {},
         "int8_layers": 0 if state is None else sum(not b.is_float for b in state.policy.values()),
+        **({"weight_bits": _packed_bits(config)} if config.precision == "packed" else {}),
         "verification": check.to_dict(),
+    }
+
+
+def _quantized(config: ExportConfig) -> bool:
+    """Integer activations (QDQ): the ONNX session must keep its float islands float."""
+    return config.precision in ("int8", "mixed")
+
+
+def _packed_bits(config: ExportConfig) -> dict:
+    from hwnas.quant.policy import load_codes
+
+    return {
+        name: code.bits for name, code in load_codes(config.run_dir / "quant_size_codes").items()
     }
 
 

@@ -12,6 +12,11 @@ Files written into the run directory (names distinct from latency mode's):
   :class:`~hwnas.graph.wcodes.WeightCode` objects (what a packed exporter stores);
 * ``quant_size_model.json`` + ``.npz``: the float graph with the decoded weights and the
   fine-tuned biases (:func:`hwnas.quant.policy.load_state`);
+* ``quant_size_model.onnx``: the deployable file, low-bit weights packed as bit-planes and
+  decoded once at session creation (:func:`hwnas.export.api.write_packed`), checked against the
+  fine-tuned PyTorch model on the test split (``export`` in the report: file bytes against the
+  fp32 file, agreement, onnxruntime test accuracy); ``hwnas export --precision packed`` writes
+  it again, or as TFLite, and times it on a device;
 * ``quant_size_report.json`` and a ``quantization_size`` summary in ``report.json``;
 * ``quant_size_bits.png`` (bits per layer), ``quant_size_policies.png`` (accuracy vs size).
 """
@@ -141,6 +146,31 @@ def _report(config, run, problem, outcomes: dict, float_test: float) -> dict:
     }
 
 
+def _export_packed(path: Path, problem, final) -> dict:
+    """Write the packed ONNX file and check it against the fine-tuned model on the test split."""
+    import torch
+
+    from hwnas.export.api import write_packed
+    from hwnas.export.onnx_writer import graph_to_onnx
+    from hwnas.export.verify import agreement, run_onnx
+
+    data = write_packed(final.net.coded_graph(), final.codes, "onnx")
+    path.write_bytes(data)
+    x, y = problem.data.test_x, problem.data.test_y
+    final.net.eval()
+    with torch.no_grad():
+        ref = torch.cat([final.net(x[i : i + 256].to(problem.torch_device)).cpu()
+                         for i in range(0, len(x), 256)]).numpy()  # fmt: skip
+    check = agreement(run_onnx(data, x.numpy()), ref, y.numpy())
+    return {
+        "file": str(path),
+        "file_bytes": len(data),
+        "fp32_file_bytes": len(graph_to_onnx(problem.graph)),
+        "priced_bytes": final.size_bytes,
+        "verification": check.to_dict(),
+    }
+
+
 def _write_files(run_dir: Path, problem, found, final, report: dict) -> None:
     graph = problem.graph
     names = problem.names
@@ -156,6 +186,7 @@ def _write_files(run_dir: Path, problem, found, final, report: dict) -> None:
     )
     save_codes(run_dir / "quant_size_codes", final.codes, meta)
     save_state(run_dir / "quant_size_model", QuantNet(final.net.coded_graph(), {}).to_state(), meta)
+    report["export"] = _export_packed(run_dir / "quant_size_model.onnx", problem, final)
     kb = found.size_bytes / BYTES_PER_KB
     plot_weight_bits(
         run_dir / "quant_size_bits.png",
@@ -179,6 +210,7 @@ def _write_files(run_dir: Path, problem, found, final, report: dict) -> None:
             ("policy", "quant_size_policy.json"),
             ("codes", "quant_size_codes.json"),
             ("model", "quant_size_model.json"),
+            ("onnx", "quant_size_model.onnx"),
             ("report", "quant_size_report.json"),
             ("bits_plot", "quant_size_bits.png"),
             ("policies_plot", "quant_size_policies.png"),

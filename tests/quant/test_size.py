@@ -17,6 +17,7 @@ from hwnas.cli import main
 from hwnas.errors import UserError
 from hwnas.graph.lower import graph_from_module
 from hwnas.graph.wcodes import weight_bytes
+from hwnas.quant.dfq import DFQConfig
 from hwnas.quant.policy import load_codes, load_size_policy, load_state
 from hwnas.quant.qat import FinetuneConfig
 from hwnas.quant.qnet import QuantNet
@@ -52,13 +53,17 @@ def test_every_method_fits_the_budget_on_one_shared_problem(small, coding) -> No
     problem = size_problem(graph, data, coding, budget)
     assert problem.float_accuracy == 100.0
     n = len(graph.layers)
-    found = {m: search_size(problem, m, episodes=6, seed=0) for m in SIZE_METHODS}
+    quick_dfq = DFQConfig(steps=4, val_batch_size=32)
+    found = {m: search_size(problem, m, episodes=6, seed=0, dfq=quick_dfq) for m in SIZE_METHODS}
     for method, r in found.items():
         assert r.method == method and len(r.policy) == n
         assert r.size_bytes == problem.size_bytes(r.policy) <= budget
         assert r.val_accuracy == problem.evaluate(r.policy)  # what the method saw is reproducible
     assert found["uniform"].policy == (3,) * n and found["uniform"].evaluated_policies == 1
     assert found["greedy"].evaluated_policies == 7 * n + 1
+    dfq = found["dfq"].details  # DFQ's own argmax, and the repair only if it missed
+    assert (dfq["own_size_bytes"] > budget) == dfq["repaired"]
+    assert dfq["repaired"] or tuple(dfq["own_policy"]) == found["dfq"].policy
     for method in ("haq", "random"):
         assert found[method].episodes == 6 and 1 <= found[method].evaluated_policies <= 6
         assert found[method].episode_seconds > 0
@@ -127,6 +132,24 @@ def test_quantize_size_mode_json_report_and_files(run_copy, capsys) -> None:
     assert not (run_copy / "quant_policy.json").exists()  # latency mode's files untouched
     summary = json.loads((run_copy / "report.json").read_text())["quantization_size"]
     assert summary["constraints"] == report["constraints"]
+    # the deployable file: packed weights, really smaller, and the fine-tuned model's outputs
+    export = report["export"]
+    onnx_file = run_copy / "quant_size_model.onnx"
+    assert export["file_bytes"] == onnx_file.stat().st_size
+    assert export["file_bytes"] < 0.5 * export["fp32_file_bytes"]
+    assert export["verification"]["agreement"] == 1.0
+    assert export["verification"]["max_abs_logit_diff"] < 1e-3
+    # hwnas export --precision packed writes it again (and as TFLite), verified and timed
+    for fmt in ("onnx", "tflite"):
+        out = run_copy / f"packed.{fmt}"
+        args = ["export", "--run", str(run_copy), "--format", fmt, "--precision", "packed"]
+        assert main([*args, "--out", str(out), "--repeats", "3", "--json"]) == 0
+        exported = json.loads(capsys.readouterr().out)
+        assert exported["bytes"] == out.stat().st_size < 0.5 * export["fp32_file_bytes"]
+        assert exported["verification"]["agreement"] == 1.0
+        assert exported["weight_bits"] == policy
+        assert exported["latency"]["median_ms"] > 0
+    assert out.stat().st_size > 0
 
 
 def test_size_mode_infeasible_budget_and_flag_errors_exit_2(run_copy, capsys) -> None:
