@@ -61,6 +61,19 @@ def test_bisection_finds_the_least_loss_increase_that_fits(mlp) -> None:
     assert all(c > budget for d, c in out.probes if d < out.delta)
 
 
+def test_a_budget_with_room_asks_for_less_loss_than_the_float_model(mlp) -> None:
+    """All 8 bits fits: the probes go below the float loss and keep the tightest that fits."""
+    graph, data = mlp
+    cost = size_costs(graph, BINARY_8)
+    budget = cost[:, 1].sum()
+    out = dfq_for_budget(graph, data, budget, DFQConfig(steps=150), BINARY_8, searches=5)
+    deltas = [d for d, _ in out.probes]
+    assert deltas[:2] == [1.0, 0.0] and all(d < 0 for d in deltas[2:]) and len(deltas) == 5
+    assert not out.repaired and out.cost <= budget
+    assert out.delta == min(d for d, c in out.probes if c <= budget) < 0
+    assert out.cost >= dict(out.probes)[0.0]  # never less of the budget than delta = 0
+
+
 @pytest.mark.slow
 def test_budget_on_a_trained_fbnet_fits_and_looser_budgets_cost_more(trained_run_dir) -> None:
     """62 layers, candidates 2/4/8; short searches shared across budgets through ``memo``."""
@@ -81,4 +94,6 @@ def test_budget_on_a_trained_fbnet_fits_and_looser_budgets_cost_more(trained_run
         assert set(o.bits) == {layer.name for layer in graph.layers}
         assert set(o.bits.values()) <= {2, 4, 8}
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1], sizes
-    assert len(memo) <= 5  # the budgets reused each other's searches
+    # the budgets reused each other's searches: max and 0, then at most two midpoints on each
+    # side of 0 (budgets with and without room), not 3 x 4
+    assert len(memo) <= 6
