@@ -16,7 +16,9 @@ from hwnas.cli._common import add_json_flag, emit, status_line
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a run's network (ONNX, TFLite; fp32, int8, mixed, packed)")
+    p = sub.add_parser(
+        "export", help="export a run's network (ONNX, TFLite; fp32, int8, mixed, packed)"
+    )
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--format", required=True, choices=("onnx", "tflite"), dest="fmt")
     p.add_argument("--precision", required=True, choices=("fp32", "int8", "mixed", "packed"))

@@ -16,9 +16,8 @@
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path

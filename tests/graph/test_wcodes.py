@@ -84,5 +84,3 @@ def test_dequantized_graph_rejects_unknown_layers_and_shapes() -> None:
         dequantized_graph(graph, {"gap": encode(np.ones((2, 2), np.float32), 2, "linear")})
     with pytest.raises(ValueError, match="shape"):
         dequantized_graph(graph, {"fc": encode(np.ones((5, 9), np.float32), 2, "linear")})
-
-
