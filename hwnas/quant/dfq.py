@@ -7,6 +7,9 @@ the "fine-grained" part) has architecture logits ``alpha_s`` over candidate weig
 ``w_eff = sum_j softmax(alpha_s)_j * Q_{b_j}(w)``, each ``Q`` a straight-through quantizer on the
 symmetric per-channel grid of :mod:`hwnas.graph.qparams` (1 bit: ``sign(w) * mean|w_c|``).
 Activations stay float: this is the weight-only, model-size setting of the paper's experiments.
+A candidate of 32 is the float weight. With ``DFQConfig.act_bits`` set (latency mode) the
+integer candidates also quantize the layer's input activations and the mixture is of the ops'
+outputs (:class:`hwnas.quant.dfq_act.ActRelaxedNet`); the cost matrix is then in ms.
 
 The search solves ``min_alpha G(alpha)  s.t.  L_val(w, alpha) <= theta`` with
 
@@ -44,11 +47,11 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from hwnas.graph.nodes import Graph
-from hwnas.graph.qparams import MIN_RANGE
+from hwnas.graph.qparams import FLOAT_BITS, MIN_RANGE
 from hwnas.graph.wcodes import weight_bytes
 from hwnas.quant.qat import torch_threads
 from hwnas.quant.qnet import QuantNet, _key
-from hwnas.quant.quantize import DataTensors
+from hwnas.quant.quantize import CALIBRATION_IMAGES, DataTensors
 from hwnas.quant.quantizers import fake_quant_weight
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,9 @@ class DFQConfig:
         mu_lr: dual ascent step ``eta_mu`` (per nat of constraint violation).
         channel_groups: structures per layer (contiguous output-channel groups; 1: per layer).
         seed: data order and the logits' small random init.
+        act_bits: None (default): weight-only, activations float (the paper's size setting);
+            2..8: the integer candidates run on quantized activations too (latency mode,
+            :mod:`hwnas.quant.dfq_act`; needs ``channel_groups`` 1).
         threads: torch intra-op threads (None: leave as is).
         device: torch device of the search.
     """
@@ -96,6 +102,7 @@ class DFQConfig:
     mu_lr: float = 5.0
     channel_groups: int = 1
     seed: int = 0
+    act_bits: int | None = None
     threads: int | None = 1
     device: str = "cpu"
 
@@ -130,7 +137,10 @@ class DFQResult:
 
 
 def quantize_candidate(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """Straight-through weight quantizer at ``bits``: 1 = per-channel binary, 2..8 = linear grid."""
+    """Straight-through weight quantizer at ``bits``: 1 = per-channel binary, 2..8 = linear grid,
+    32 = the float weight."""
+    if bits == FLOAT_BITS:
+        return weight
     if bits != 1:
         return fake_quant_weight(weight, bits)
     dims = tuple(range(1, weight.dim()))
@@ -221,6 +231,17 @@ class RelaxedNet(nn.Module):
         }
 
 
+def _relaxed(graph: Graph, data: DataTensors, candidates, config: DFQConfig) -> RelaxedNet:
+    if config.act_bits is None:
+        return RelaxedNet(graph, candidates, config.channel_groups, config.seed)
+    from hwnas.quant.dfq_act import ActRelaxedNet
+
+    if config.channel_groups != 1:
+        raise ValueError("activation DFQ (act_bits) decides per layer: channel_groups must be 1")
+    calibration = data.train_x[:CALIBRATION_IMAGES]
+    return ActRelaxedNet(graph, candidates, config.act_bits, calibration, config.seed)
+
+
 def float_val_loss(graph: Graph, data: DataTensors, batch_size: int = 256) -> float:
     """Mean cross-entropy (nats) of the float graph on the val split: theta = this + delta."""
     net = QuantNet(graph, {}).eval()
@@ -274,7 +295,7 @@ def dfq_search(
         theta: the loss constraint in nats; ``float_val_loss(graph, data) + delta`` for an
             allowed loss increase ``delta``.
         config: steps and optimizer settings (default :class:`DFQConfig`).
-        candidates: candidate weight bitwidths (1..8; 1 = binary).
+        candidates: candidate weight bitwidths (1..8; 1 = binary; 32 = float).
         cost: (layers, candidates) cost matrix; default :func:`size_costs` (bytes).
 
     Returns:
@@ -282,8 +303,10 @@ def dfq_search(
     """
     config = DFQConfig() if config is None else config
     candidates = tuple(sorted(candidates))
-    if len(set(candidates)) != len(candidates) or not all(1 <= b <= 8 for b in candidates):
-        raise ValueError(f"candidates must be distinct bitwidths in 1..8, got {candidates}")
+    if len(set(candidates)) != len(candidates) or not all(
+        1 <= b <= 8 or b == FLOAT_BITS for b in candidates
+    ):
+        raise ValueError(f"candidates must be distinct bitwidths in 1..8 or 32, got {candidates}")
     cost = size_costs(graph, candidates) if cost is None else np.asarray(cost, dtype=np.float64)
     if cost.shape != (len(graph.layers), len(candidates)):
         raise ValueError(
@@ -293,7 +316,7 @@ def dfq_search(
     with torch_threads(config.threads):
         torch.manual_seed(config.seed)
         device = torch.device(config.device)
-        model = RelaxedNet(graph, candidates, config.channel_groups, config.seed).to(device)
+        model = _relaxed(graph, data, candidates, config).to(device)
         cost_t = torch.as_tensor(cost, dtype=torch.float32, device=device)
         cost_ref = float(cost.max(axis=1).sum())
         w_opt = torch.optim.SGD(
