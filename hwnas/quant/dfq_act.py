@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from hwnas.graph.nodes import Add, Conv, GlobalPool, Graph, Linear, Shuffle
 from hwnas.graph.qparams import FLOAT_BITS, LayerBits
 from hwnas.quant.calibrate import calibrate
-from hwnas.quant.dfq import RelaxedNet
+from hwnas.quant.dfq_relax import RelaxedNet
 from hwnas.quant.qnet import QuantNet, _act
 
 
