@@ -87,6 +87,7 @@ def test_uniform_is_infeasible_when_int8_is_slower_overall(problem) -> None:
         search_latency(problem, "uniform", episodes=1)
 
 
+@pytest.mark.slow
 def test_dfq_on_latency_costs_fits_the_budget(problem) -> None:
     candidates, cost = dfq_cost_matrix(problem)
     assert candidates == (8, FLOAT_BITS) and cost.shape == (len(problem.names), 2)

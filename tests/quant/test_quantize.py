@@ -171,12 +171,14 @@ def test_haq_search_on_a_real_network_respects_the_budget(trained_run_dir) -> No
 @pytest.mark.slow
 def test_baselines_in_latency_mode_go_through_the_same_hardware_check(run_copy, capsys) -> None:
     """A first run profiles the device; the second (its LUT entries reused) runs every method
-    at a budget halfway between the cheapest policy and all-fp32."""
+    at a budget about halfway between the cheapest policy and all-fp32."""
     args = ["quantize", "--run", str(run_copy), "--device", "local", *QUICK, "--json"]
     assert main([*args, "--latency-ms", "50", "--method", "uniform"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["policy"]["int8_layers"] == 0  # 50 ms fits all-fp32: uniform keeps float
-    budget = 0.5 * (first["latency"]["cheapest_ms"] + first["latency"]["network_ms"]["fp32"])
+    fp32 = first["latency"]["network_ms"]["fp32"]
+    # halfway, plus a margin for the networks' re-timing on a shared machine
+    budget = 0.5 * (first["latency"]["cheapest_ms"] + fp32) + 0.2 * fp32
     code = main([*args, "--latency-ms", str(budget), "--baselines", "--dfq-steps", "2"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
