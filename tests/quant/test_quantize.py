@@ -192,4 +192,8 @@ def test_baselines_in_latency_mode_go_through_the_same_hardware_check(run_copy, 
         assert m["checked_latency_ms"] <= m["budget_used_ms"] + 1e-9
         assert 0 <= m["accuracy"]["test"] <= 100 and m["evaluated_policies"] >= 1
     assert report["methods"]["random"]["episodes"] == report["methods"]["haq"]["episodes"] == 2
-    assert report["methods"]["dfq"]["details"]["steps"] == 2
+    dfq = report["methods"]["dfq"]
+    if "int8" in report["precisions"]["offered"]:
+        assert dfq["details"]["steps"] == 2
+    else:  # int8 not faster here: every method is all-fp32, DFQ without a search
+        assert dfq["details"]["note"].startswith("int8 not offered") and dfq["int8_layers"] == 0
