@@ -1,9 +1,14 @@
 """``hwnas quantize``: HAQ mixed precision under a latency or a model-size budget.
 
-``--run DIR --device D --latency-ms X``: times every layer of the run's network at fp32 and int8 on the device, searches per-layer
-bitwidths with HAQ's DDPG agent under the latency budget (each policy fine-tuned briefly on real
-data), fine-tunes the chosen policy and writes the policy, the model, a report and plots into the
-run directory. A budget below the cheapest achievable latency exits 2 and names that latency.
+``--run DIR --device D --latency-ms X [--method haq|random|greedy|uniform|dfq]``: times every
+layer of the run's network on the device at every precision its runtime executes (fp32, fp16,
+int8, dyn_int8, int16x8; fp32 and int8 are offered, int8 only if the int8 network is faster,
+the others are reported), searches per-layer fp32/int8 under the latency budget (HAQ's DDPG
+agent, random policies, greedy sensitivity, uniform int8, or DFQ's relaxation; each policy
+scored after a short fine-tune on real data), times the policy end to end (tightening it while
+it misses the budget), fine-tunes it and writes the policy, the model, a report and plots into
+the run directory; ``--baselines`` also runs the other methods through the same steps. A budget
+below the cheapest achievable latency, or one uniform int8 cannot meet, exits 2.
 
 ``--run DIR --size-kb X [--coding kmeans|linear] [--method haq|random|greedy|uniform]``: HAQ's
 model-size mode (no device): per-layer weight bits 2..8 with activations float, priced in
@@ -39,13 +44,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="haq",
-        choices=("haq", "random", "greedy", "uniform"),
-        help="quantization method (latency mode: haq only)",
+        choices=("haq", "random", "greedy", "uniform", "dfq"),
+        help="quantization method (default haq)",
     )
     p.add_argument(
         "--baselines",
         action="store_true",
-        help="size mode: also run the other methods on the same evaluator and report them",
+        help="also run the other methods on the same evaluator (and, latency mode, the same "
+        "hardware check) and report them",
+    )
+    p.add_argument(
+        "--dfq-steps",
+        type=int,
+        default=150,
+        help="latency mode, dfq: alternations per DFQ search (default 150)",
     )
     p.add_argument(
         "--episodes",
@@ -111,6 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         baselines=args.baselines,
         episodes=args.episodes,
         search_steps=args.search_steps,
+        dfq_steps=args.dfq_steps,
         final_steps=args.final_steps,
         train_images=args.train_images,
         val_images=args.val_images,
@@ -132,7 +145,8 @@ def _render(r: dict) -> str:
     c = r["constraints"][0]
     p = r["policy"]
     lines = [
-        f"HAQ on {r['device']} ({r['runtime'].get('name')} {r['runtime'].get('version')}): "
+        f"{r['method']} on {r['device']} ({r['runtime'].get('name')} "
+        f"{r['runtime'].get('version')}): "
         f"{p['int8_layers']}/{p['layers']} layers int8 "
         f"(int8 weights {r['precisions']['int8_weight_bits']} bits)",
         f"  latency: measured {c['measured']:.3f} ms, predicted {c['predicted']:.3f} ms, "
@@ -141,8 +155,23 @@ def _render(r: dict) -> str:
         f"(float val {r['float_accuracy']['val']:.2f} %)",
         "  uniform networks: "
         + ", ".join(f"{k} {v:.3f} ms" for k, v in r["latency"]["network_ms"].items()),
-        f"  files: {r['files']['policy']}, {r['files']['report']}, {r['files']['bits_plot']}",
     ]
+    for name, m in r["precisions"]["measured"].items():
+        lines.append(f"  {name}: median layer {m['median_ratio_to_fp32']:.2f}x fp32, {m['status']}")
+    for name, m in r["methods"].items():
+        if name == r["method"]:
+            continue
+        if "infeasible" in m:
+            lines.append(f"  {name}: infeasible ({m['infeasible']})")
+            continue
+        lines.append(
+            f"  {name}: {m['int8_layers']} int8 layers, measured {m['measured_ms']:.3f} ms, val "
+            f"{m['val_accuracy']:.2f} -> {m['accuracy']['val']:.2f} %, test "
+            f"{m['accuracy']['test']:.2f} %, {m['evaluated_policies']} evaluated"
+        )
+    lines.append(
+        f"  files: {r['files']['policy']}, {r['files']['report']}, {r['files']['bits_plot']}"
+    )
     return "\n".join(lines)
 
 

@@ -21,10 +21,15 @@ latency only depends on the kernel that runs, i.e. on the precision, hence [laye
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hwnas.graph.qparams import LayerBits
+
+ALL_PRECISIONS = ("fp32", "fp16", "int8", "dyn_int8", "int16x8")  # export.precisions.PRECISIONS
+# what the mixed-precision exporters can place layer by layer (a LayerBits policy)
+MIXED_EXPORT = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class PrecisionCost:
         common = set(self.table_ms[0]) if self.table_ms else set()
         for row in self.table_ms[1:]:
             common &= set(row)
-        return tuple(p for p in ("fp32", "fp16", "int8") if p in common)
+        return tuple(p for p in ALL_PRECISIONS if p in common)
 
     def layer_ms(self, index: int, bits: LayerBits) -> float:
         """Calibrated latency of layer ``index`` executing at ``bits.precision``."""
@@ -96,3 +101,45 @@ def calibrated_cost(
     return PrecisionCost(
         tuple(layer_names), tuple(dict(r) for r in table_ms), scale, dict(network_ms)
     )
+
+
+def precision_summary(cost: PrecisionCost, offered: Sequence[str]) -> dict:
+    """Per measured precision: how it compares with fp32 layer by layer, and whether it is offered.
+
+    For each precision ``p`` of ``cost`` (standalone layer medians, network order, every layer
+    counted): ``median_ratio_to_fp32`` (median over layers of ``lut[l, p] / lut[l, fp32]``),
+    ``faster_than_fp32_layers``, ``faster_than_mixed_layers`` (faster than every measured
+    precision of :data:`MIXED_EXPORT`, i.e. fp32 and int8), the uniform network's measured
+    latency, and a ``status``: ``offered``; or why not. A precision that beats fp32 and int8 on
+    some layer but cannot be placed in a mixed network says so ("mixed export not
+    implemented"), so nothing measured is dropped silently.
+    """
+    layers = len(cost.layer_names)
+    out = {}
+    for p in cost.precisions:
+        ratios = [row[p] / row["fp32"] for row in cost.table_ms if row["fp32"] > 0]
+        faster = sum(row[p] < row["fp32"] for row in cost.table_ms)
+        mixed = [m for m in MIXED_EXPORT if m in cost.precisions]
+        beats = sum(all(row[p] < row[m] for m in mixed if m != p) for row in cost.table_ms)
+        if p in offered:
+            status = "offered"
+        elif p in MIXED_EXPORT:
+            status = (
+                f"measured, faster on {faster} layers, not offered: the uniform {p} network "
+                "is not faster than fp32"
+            )
+        elif beats:
+            status = (
+                f"measured, faster on {beats} layers, not offered: mixed export not implemented"
+            )
+        else:
+            status = "measured, never faster than fp32 and int8 on a layer: not offered"
+        out[p] = {
+            "median_ratio_to_fp32": float(statistics.median(ratios)) if ratios else None,
+            "faster_than_fp32_layers": int(faster),
+            "faster_than_mixed_layers": int(beats) if p not in MIXED_EXPORT else None,
+            "layers": layers,
+            "network_ms": cost.network_ms.get(p),
+            "status": status,
+        }
+    return out

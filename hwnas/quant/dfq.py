@@ -7,6 +7,9 @@ the "fine-grained" part) has architecture logits ``alpha_s`` over candidate weig
 ``w_eff = sum_j softmax(alpha_s)_j * Q_{b_j}(w)``, each ``Q`` a straight-through quantizer on the
 symmetric per-channel grid of :mod:`hwnas.graph.qparams` (1 bit: ``sign(w) * mean|w_c|``).
 Activations stay float: this is the weight-only, model-size setting of the paper's experiments.
+A candidate of 32 is the float weight. With ``DFQConfig.act_bits`` set (latency mode) the
+integer candidates also quantize the layer's input activations and the mixture is of the ops'
+outputs (:class:`hwnas.quant.dfq_act.ActRelaxedNet`); the cost matrix is then in ms.
 
 The search solves ``min_alpha G(alpha)  s.t.  L_val(w, alpha) <= theta`` with
 
@@ -39,17 +42,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
-from torch.func import functional_call
 from torch.nn import functional as F
 
 from hwnas.graph.nodes import Graph
-from hwnas.graph.qparams import MIN_RANGE
+from hwnas.graph.qparams import FLOAT_BITS
 from hwnas.graph.wcodes import weight_bytes
+from hwnas.quant.dfq_act import ActRelaxedNet
+from hwnas.quant.dfq_relax import RelaxedNet, quantize_candidate  # noqa: F401 (public here)
 from hwnas.quant.qat import torch_threads
-from hwnas.quant.qnet import QuantNet, _key
-from hwnas.quant.quantize import DataTensors
-from hwnas.quant.quantizers import fake_quant_weight
+from hwnas.quant.qnet import QuantNet
+from hwnas.quant.quantize import CALIBRATION_IMAGES, DataTensors
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,9 @@ class DFQConfig:
         mu_lr: dual ascent step ``eta_mu`` (per nat of constraint violation).
         channel_groups: structures per layer (contiguous output-channel groups; 1: per layer).
         seed: data order and the logits' small random init.
+        act_bits: None (default): weight-only, activations float (the paper's size setting);
+            2..8: the integer candidates run on quantized activations too (latency mode,
+            :mod:`hwnas.quant.dfq_act`; needs ``channel_groups`` 1).
         threads: torch intra-op threads (None: leave as is).
         device: torch device of the search.
     """
@@ -96,6 +101,7 @@ class DFQConfig:
     mu_lr: float = 5.0
     channel_groups: int = 1
     seed: int = 0
+    act_bits: int | None = None
     threads: int | None = 1
     device: str = "cpu"
 
@@ -129,16 +135,6 @@ class DFQResult:
     seconds: float = 0.0
 
 
-def quantize_candidate(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """Straight-through weight quantizer at ``bits``: 1 = per-channel binary, 2..8 = linear grid."""
-    if bits != 1:
-        return fake_quant_weight(weight, bits)
-    dims = tuple(range(1, weight.dim()))
-    scale = weight.detach().abs().mean(dim=dims, keepdim=True).clamp_min(MIN_RANGE)
-    binary = torch.where(weight >= 0, scale, -scale)
-    return weight + (binary - weight).detach()
-
-
 def size_costs(graph: Graph, candidates=CANDIDATES, kind: str = "linear") -> np.ndarray:
     """(layers, candidates) priced bytes of each layer's weights at each candidate."""
     rows = [
@@ -157,68 +153,13 @@ def policy_cost(graph: Graph, bits: dict[str, int], cost: np.ndarray, candidates
     return float(sum(cost[i, index[bits[layer.name]]] for i, layer in enumerate(graph.layers)))
 
 
-class RelaxedNet(nn.Module):
-    """The DFQ super-network: float activations, mixed-bitwidth weights, logits per structure."""
-
-    def __init__(self, graph: Graph, candidates, channel_groups: int = 1, seed: int = 0) -> None:
-        super().__init__()
-        self.candidates = tuple(sorted(candidates))
-        self.net = QuantNet(graph, {})  # float: holds the trainable weights and biases
-        self.layer_names = [layer.name for layer in graph.layers]
-        gen = torch.Generator().manual_seed(seed)
-        self.alphas = nn.ParameterDict()
-        for layer in graph.layers:
-            cout = int(layer.weight.shape[0])
-            chunks = np.array_split(np.arange(cout), min(channel_groups, cout))
-            group = np.concatenate([np.full(len(c), g) for g, c in enumerate(chunks)])
-            # output channel -> group index; group -> share of the layer's channels
-            self.register_buffer(f"group_of_{_key(layer.name)}", torch.from_numpy(group).long())
-            share = torch.tensor([len(c) / cout for c in chunks], dtype=torch.float64)
-            self.register_buffer(f"share_{_key(layer.name)}", share)
-            init = 1e-3 * torch.randn(len(chunks), len(self.candidates), generator=gen)
-            self.alphas[_key(layer.name)] = nn.Parameter(init)
-
-    def probs(self) -> dict[str, torch.Tensor]:
-        """Layer name -> (groups, candidates) softmax of the logits."""
-        return {n: F.softmax(self.alphas[_key(n)], dim=1) for n in self.layer_names}
-
-    def weight_params(self) -> list[nn.Parameter]:
-        return list(self.net.parameters())
-
-    def forward(
-        self, x: torch.Tensor, probs: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """Logits of the relaxed model; ``probs`` overrides the softmax (e.g. one-hot rows)."""
-        probs = self.probs() if probs is None else probs
-        mixed = {}
-        for name in self.layer_names:
-            w = self.net.weights[_key(name)]
-            p = probs[name][getattr(self, f"group_of_{_key(name)}")]  # (cout, candidates)
-            shape = (-1,) + (1,) * (w.dim() - 1)
-            terms = [
-                p[:, j].reshape(shape) * quantize_candidate(w, b)
-                for j, b in enumerate(self.candidates)
-            ]
-            mixed[f"weights.{_key(name)}"] = torch.stack(terms).sum(dim=0)
-        return functional_call(self.net, mixed, (x,))
-
-    def expected_cost(
-        self, cost: torch.Tensor, probs: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """``G(alpha)``: sum over structures of channel share * sum_j p_j * cost[layer, j]."""
-        probs = self.probs() if probs is None else probs
-        total = cost.new_zeros(())
-        for i, name in enumerate(self.layer_names):
-            share = getattr(self, f"share_{_key(name)}").to(cost)
-            total = total + share @ probs[name].to(cost) @ cost[i]
-        return total
-
-    def argmax_bits(self) -> dict[str, list[int]]:
-        """Layer name -> argmax candidate of each group."""
-        return {
-            n: [self.candidates[j] for j in p.argmax(dim=1).tolist()]
-            for n, p in self.probs().items()
-        }
+def _relaxed(graph: Graph, data: DataTensors, candidates, config: DFQConfig) -> RelaxedNet:
+    if config.act_bits is None:
+        return RelaxedNet(graph, candidates, config.channel_groups, config.seed)
+    if config.channel_groups != 1:
+        raise ValueError("activation DFQ (act_bits) decides per layer: channel_groups must be 1")
+    calibration = data.train_x[:CALIBRATION_IMAGES]
+    return ActRelaxedNet(graph, candidates, config.act_bits, calibration, config.seed)
 
 
 def float_val_loss(graph: Graph, data: DataTensors, batch_size: int = 256) -> float:
@@ -274,7 +215,7 @@ def dfq_search(
         theta: the loss constraint in nats; ``float_val_loss(graph, data) + delta`` for an
             allowed loss increase ``delta``.
         config: steps and optimizer settings (default :class:`DFQConfig`).
-        candidates: candidate weight bitwidths (1..8; 1 = binary).
+        candidates: candidate weight bitwidths (1..8; 1 = binary; 32 = float).
         cost: (layers, candidates) cost matrix; default :func:`size_costs` (bytes).
 
     Returns:
@@ -282,8 +223,10 @@ def dfq_search(
     """
     config = DFQConfig() if config is None else config
     candidates = tuple(sorted(candidates))
-    if len(set(candidates)) != len(candidates) or not all(1 <= b <= 8 for b in candidates):
-        raise ValueError(f"candidates must be distinct bitwidths in 1..8, got {candidates}")
+    if len(set(candidates)) != len(candidates) or not all(
+        1 <= b <= 8 or b == FLOAT_BITS for b in candidates
+    ):
+        raise ValueError(f"candidates must be distinct bitwidths in 1..8 or 32, got {candidates}")
     cost = size_costs(graph, candidates) if cost is None else np.asarray(cost, dtype=np.float64)
     if cost.shape != (len(graph.layers), len(candidates)):
         raise ValueError(
@@ -293,7 +236,7 @@ def dfq_search(
     with torch_threads(config.threads):
         torch.manual_seed(config.seed)
         device = torch.device(config.device)
-        model = RelaxedNet(graph, candidates, config.channel_groups, config.seed).to(device)
+        model = _relaxed(graph, data, candidates, config).to(device)
         cost_t = torch.as_tensor(cost, dtype=torch.float32, device=device)
         cost_ref = float(cost.max(axis=1).sum())
         w_opt = torch.optim.SGD(

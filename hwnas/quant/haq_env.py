@@ -94,6 +94,7 @@ class BitChoices:
     w_levels: tuple[tuple[int, ...], ...]
     a_levels: tuple[tuple[int, ...], ...]
     steps_per_layer = 2
+    float_option = LayerBits(FLOAT_BITS, FLOAT_BITS)
 
     def lower(self, bits: LayerBits, index: int, cost: CostFn) -> LayerBits | None:
         """One wall step (see :func:`lower_step`)."""
@@ -115,6 +116,7 @@ class WeightChoices:
 
     levels: tuple[tuple[int, ...], ...]
     steps_per_layer = 1
+    float_option = FLOAT_BITS  # what the other layers are while one layer's sensitivity is read
 
     @classmethod
     def uniform(cls, n_layers: int, min_bits: int = 2, max_bits: int = 8) -> WeightChoices:

@@ -74,9 +74,15 @@ class QuantNet(nn.Module):
         return self.quantizers[key]
 
     def _layer_params(self, layer: Conv | Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.layer_params_at(layer, self.policy.get(layer.name))
+
+    def layer_params_at(
+        self, layer: Conv | Linear, bits: LayerBits | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of ``layer`` as it runs at ``bits`` (None or 32/32: float), on this
+        net's grids (the bias grid needs the quantizer of the layer's input)."""
         w = self.weights[_key(layer.name)]
         b = self.biases[_key(layer.name)]
-        bits = self.policy.get(layer.name)
         if bits is None or bits.is_float:
             return w, b
         wq = fake_quant_weight(w, bits.w_bits, self.clip_ratios[layer.name])

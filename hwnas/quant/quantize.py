@@ -37,7 +37,6 @@ from hwnas.quant.qnet import QuantNet
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("haq",)
 CALIBRATION_IMAGES = 256
 
 

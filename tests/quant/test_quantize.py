@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from hwnas.cli import main
+from hwnas.export.precisions import FORMAT_PRECISIONS
 from hwnas.graph.lower import graph_from_module
 from hwnas.graph.qparams import LayerBits
 from hwnas.lut.schema import load_lut
@@ -82,6 +83,16 @@ def test_quantize_json_report_and_files(run_copy, capsys) -> None:
         "quant_policies.png",
     ):
         assert (run_copy / name).is_file(), name
+    measured = report["precisions"]["measured"]
+    assert set(measured) == set(FORMAT_PRECISIONS["onnx"])  # every precision, none dropped
+    for name, m in measured.items():
+        assert m["network_ms"] == pytest.approx(net_ms[name]) and m["layers"] == len(
+            report["policy"]["w_bits"]
+        )
+        assert m["status"] == "offered" or m["status"].startswith("measured, ")
+        if name not in ("fp32", "int8") and m["faster_than_mixed_layers"]:
+            assert m["status"].endswith("not offered: mixed export not implemented")
+    assert list(report["methods"]) == ["haq"]
     policy = load_policy(run_copy / "quant_policy.json")
     assert [b.w_bits for b in policy.values()] == report["policy"]["w_bits"]
     assert load_lut(run_copy / "quant_lut.json").settings["precision"] == "mixed"
@@ -155,3 +166,35 @@ def test_haq_search_on_a_real_network_respects_the_budget(trained_run_dir) -> No
         assert 0 < sum(not b.is_float for b in record.policy) < n  # really mixed
         assert all(b in (LayerBits(32, 32), LayerBits(7, 8)) for b in record.policy)
     assert result.best.reward == max(r.reward for r in result.history)
+
+
+@pytest.mark.slow
+def test_baselines_in_latency_mode_go_through_the_same_hardware_check(run_copy, capsys) -> None:
+    """A first run profiles the device; the second (its LUT entries reused) runs every method
+    at a budget about halfway between the cheapest policy and all-fp32."""
+    args = ["quantize", "--run", str(run_copy), "--device", "local", *QUICK, "--json"]
+    assert main([*args, "--latency-ms", "50", "--method", "uniform"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["policy"]["int8_layers"] == 0  # 50 ms fits all-fp32: uniform keeps float
+    fp32 = first["latency"]["network_ms"]["fp32"]
+    # halfway, plus a margin for the networks' re-timing on a shared machine
+    budget = 0.5 * (first["latency"]["cheapest_ms"] + fp32) + 0.2 * fp32
+    code = main([*args, "--latency-ms", str(budget), "--baselines", "--dfq-steps", "2"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "haq"
+    assert set(report["methods"]) == {"haq", "random", "greedy", "uniform", "dfq"}
+    for name, m in report["methods"].items():
+        if "infeasible" in m:
+            assert name == "uniform" and "no uniform precision fits" in m["infeasible"]
+            continue
+        assert m["measured_ms"] > 0 and m["satisfied"] == (m["measured_ms"] <= budget)
+        assert m["checked_latency_ms"] <= budget + 1e-9  # repairs only ever lower it
+        assert m["budget_used_ms"] <= budget
+        assert 0 <= m["accuracy"]["test"] <= 100 and m["evaluated_policies"] >= 1
+    assert report["methods"]["random"]["episodes"] == report["methods"]["haq"]["episodes"] == 2
+    dfq = report["methods"]["dfq"]
+    if "int8" in report["precisions"]["offered"]:
+        assert dfq["details"]["steps"] == 2
+    else:  # int8 not faster here: every method is all-fp32, DFQ without a search
+        assert dfq["details"]["note"].startswith("int8 not offered") and dfq["int8_layers"] == 0

@@ -164,6 +164,8 @@ def test_size_mode_infeasible_budget_and_flag_errors_exit_2(run_copy, capsys) ->
     assert main([*base, "--size-kb", "-3"]) == 2
     assert main([*base, "--latency-ms", "5"]) == 2  # latency mode needs a device
     assert "needs --device" in capsys.readouterr().err
-    assert main([*base, "--device", "local", "--latency-ms", "5", "--method", "greedy"]) == 2
+    # every method runs in latency mode now; --coding is size mode's alone
+    assert main([*base, "--device", "local", "--latency-ms", "5", "--coding", "linear"]) == 2
+    assert "--coding is a size-mode option" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: the two budgets exclude each other
         main([*base, "--latency-ms", "5", "--size-kb", "60"])
