@@ -117,4 +117,4 @@ def test_looser_latency_budget_gives_fewer_integer_layers(mlp) -> None:
     integer = [sum(b != FLOAT_BITS for b in o.bits.values()) for o in outs]
     assert integer[0] == 3 and integer[1] < integer[0], integer
     assert all(o.cost <= o.budget for o in outs)
-    assert outs[1].delta == 0.0 and outs[1].cost > outs[0].cost
+    assert outs[1].delta <= 0.0 and outs[1].cost > outs[0].cost  # room: no loss increase
