@@ -201,5 +201,11 @@ def _render_size(r: dict) -> str:
                 f" -> {o['accuracy']['val']['after']:.2f} %, test "
                 f"{o['accuracy']['test']['after']:.2f} %, {o['evaluated_policies']} evaluated"
             )
+    e = r["export"]
+    lines.append(
+        f"  deployable: {e['file']} ({e['file_bytes'] / 1000:.1f} kB, fp32 file "
+        f"{e['fp32_file_bytes'] / 1000:.1f} kB; onnxruntime agrees with the fine-tuned model on "
+        f"{100 * e['verification']['agreement']:.1f} % of {e['verification']['n']} test images)"
+    )
     lines.append(f"  files: {r['files']['policy']}, {r['files']['report']}")
     return "\n".join(lines)

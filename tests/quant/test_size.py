@@ -14,6 +14,7 @@ import torch
 
 from hwnas.blocks.torch_blocks import build_sequential
 from hwnas.cli import main
+from hwnas.cli.quantize import _render_size
 from hwnas.errors import UserError
 from hwnas.graph.lower import graph_from_module
 from hwnas.graph.wcodes import weight_bytes
@@ -134,6 +135,7 @@ def test_quantize_size_mode_json_report_and_files(run_copy, capsys) -> None:
     assert summary["constraints"] == report["constraints"]
     # the deployable file: packed weights, really smaller, and the fine-tuned model's outputs
     export = report["export"]
+    assert f"deployable: {export['file']}" in _render_size(report)  # the text output names it
     onnx_file = run_copy / "quant_size_model.onnx"
     assert export["file_bytes"] == onnx_file.stat().st_size
     assert export["file_bytes"] < 0.5 * export["fp32_file_bytes"]
