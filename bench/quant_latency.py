@@ -178,7 +178,8 @@ def summarize(rows: list[dict], methods: list[str]) -> dict:
             got = cell[m]
             infeasible = [r for r in rows if r["fraction"] == fraction and r["method"] == m]
             if not got:
-                entry[m] = {"infeasible": [r.get("infeasible") for r in infeasible]}
+                if infeasible:  # rows that say so; a method with no row was not run here
+                    entry[m] = {"infeasible": [r.get("infeasible") for r in infeasible]}
                 continue
             entry[m] = {
                 "seeds": sorted(got),
