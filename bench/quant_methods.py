@@ -61,47 +61,21 @@ def _problem(args: argparse.Namespace, seed: int):
 
 def _search(args: argparse.Namespace, problem, method: str, seed: int, memo: dict) -> dict:
     """The method's own policy on ``problem`` (before the shared fine-tune)."""
+    from hwnas.quant.dfq import DFQConfig
     from hwnas.quant.size import search_size
 
-    if method != "dfq":
-        found = search_size(problem, method, episodes=args.episodes, seed=seed)
-        row = found.to_dict()
-        row.pop("details", None)
-        row["own_policy"] = row.pop("policy")
-        row["own_size_bytes"] = row.pop("size_bytes")
-        row["own_val_accuracy"] = row.pop("val_accuracy")
-        row["policy"] = row["own_policy"]
-        row["repaired"] = False
-        return row
-    from hwnas.quant.dfq import DFQConfig
-    from hwnas.quant.dfq_budget import dfq_for_budget
-
-    candidates = tuple(range(2, 9))  # the same bit widths the other methods choose from
-    cost = np.array([[problem.cost(i, b) for b in candidates] for i in range(len(problem.names))])
-    result = dfq_for_budget(
-        problem.graph,
-        problem.data,
-        problem.budget_bytes,
-        config=DFQConfig(steps=args.dfq_steps, seed=seed),
-        candidates=candidates,
-        cost=cost,
-        memo=memo,
-    )
-    names = problem.names
-    own = [int(result.own_bits[n]) for n in names]
-    return {
-        "method": "dfq",
-        "own_policy": own,
-        "own_size_bytes": problem.size_bytes(own),
-        "own_val_accuracy": problem.evaluate(own),
-        "policy": [int(result.bits[n]) for n in names],
-        "repaired": bool(result.repaired),
-        "evaluated_policies": 0,
-        "episodes": 0,
-        "seconds": result.seconds,
-        "episode_seconds": None,
-        "dfq": {"delta": result.delta, "probes": result.probes},
-    }
+    dfq = DFQConfig(steps=args.dfq_steps, seed=seed)
+    found = search_size(problem, method, args.episodes, seed, dfq=dfq, dfq_memo=memo)
+    row = found.to_dict()
+    details = row.pop("details", {})
+    own = details.get("own_policy", row["policy"])  # DFQ alone may have been repaired
+    row["own_policy"] = list(own)
+    row["own_size_bytes"] = problem.size_bytes(own)
+    row["own_val_accuracy"] = problem.evaluate(list(own))
+    row["repaired"] = bool(details.get("repaired", False))
+    if method == "dfq":
+        row["dfq"] = {"delta": details["delta"], "probes": details["probes"]}
+    return row
 
 
 def _export_checks(graph, fine, data, client, fp32_bytes: bytes) -> dict:

@@ -163,9 +163,11 @@ def search_size(
     seed: int = 0,
     progress: Callable | None = None,
     dfq: Any = None,
+    dfq_memo: dict | None = None,
 ) -> SizeSearch:
     """Run one method on ``problem``; ``episodes`` applies to haq and random, ``dfq`` (a
-    :class:`~hwnas.quant.dfq.DFQConfig`, default: its defaults with ``seed``) to dfq."""
+    :class:`~hwnas.quant.dfq.DFQConfig`, default: its defaults with ``seed``) to dfq, and
+    ``dfq_memo`` shares DFQ's searches across budgets (see ``dfq_for_budget``)."""
     if method not in SIZE_METHODS:
         raise UserError(f"unknown size method {method!r}; known: {', '.join(SIZE_METHODS)}")
     problem.evaluate.reset_count()
@@ -193,7 +195,7 @@ def search_size(
             },
         )
     if method == "dfq":
-        return _dfq(problem, seed, start, dfq)
+        return _dfq(problem, seed, start, dfq, dfq_memo)
     run = greedy_sensitivity if method == "greedy" else uniform_policy
     found = run(problem.choices, problem.cost, problem.budget_bytes, problem.evaluate)
     details = dict(found.details)
@@ -211,7 +213,9 @@ def search_size(
     )
 
 
-def _dfq(problem: SizeProblem, seed: int, start: float, config: Any) -> SizeSearch:
+def _dfq(
+    problem: SizeProblem, seed: int, start: float, config: Any, memo: dict | None
+) -> SizeSearch:
     """DFQ (:mod:`hwnas.quant.dfq_budget`) over the same widths and priced sizes.
 
     ``policy`` is what fits: DFQ's own argmax, or its repair if the loosest loss constraint
@@ -229,6 +233,7 @@ def _dfq(problem: SizeProblem, seed: int, start: float, config: Any) -> SizeSear
         config=config or DFQConfig(seed=seed, device=problem.torch_device),
         candidates=widths,
         cost=cost,
+        memo=memo,
     )
     policy = tuple(int(found.bits[n]) for n in problem.names)
     own = [int(found.own_bits[n]) for n in problem.names]
