@@ -11,12 +11,15 @@ every method's policy gets the same end-to-end hardware check, the same final fi
 is timed on ``local`` interleaved with the fp32 and the uniform int8 network::
 
     python bench/quant_latency.py --run R --fractions 0.25 0.5 0.75 --seeds 0 1 2 \\
-        --episodes 20 --search-steps 30 --final-steps 300 --dfq-steps 150 --name quant_latency
+        --episodes 600 --final-steps 300 --dfq-steps 150 --name quant_latency
 
 Rows: the method's own policy and predicted latency, its validation accuracy before the final
 fine-tune, the checked policy, test accuracy after, measured latency and ratios, the exported
 file's bytes; to ``bench/results/<name>.jsonl`` as they finish (a rerun skips the cells it
-has), the summary (mean, std, paired differences against random and greedy) to ``<name>.json``.
+has; budgets are re-measured per process, so start a new name rather than mixing), the summary
+(mean, std, paired differences against random and greedy) to ``<name>.json``. Methods whose
+checked policies are identical share one final fine-tune (same policy, seed and data give the
+same network; the row names the method it was shared with); each row is still timed itself.
 One process: timings on the device must not overlap.
 """
 
@@ -112,8 +115,15 @@ def _budgets(args, client, graph, profile, choices, data, refs) -> dict:
     }, budgets
 
 
-def run_cell(args, client, shared, method: str, seed: int, fraction: float, budget: float, refs):
-    """One (seed, budget, method): search, hardware check, final fine-tune, timing, bytes."""
+def run_cell(
+    args, client, shared, method: str, seed: int, fraction: float, budget: float, refs,
+    finetuned: dict,
+):  # fmt: skip
+    """One (seed, budget, method): search, hardware check, final fine-tune, timing, bytes.
+
+    ``finetuned`` maps (seed, checked policy) to (model bytes and options, accuracy, first
+    row) and is filled here.
+    """
     from hwnas.errors import UserError
     from hwnas.quant.dfq import DFQConfig
     from hwnas.quant.latency import search_latency
@@ -144,14 +154,20 @@ def run_cell(args, client, shared, method: str, seed: int, fraction: float, budg
     row["checked_predicted_ms"] = problem.latency_ms(policy)
     row["search_policy_measured_ms"] = checked.stats.median_ms
     row["budget_used_ms"] = used
-    start = time.perf_counter()
-    net, mixed = _mixed(problem.graph, policy, problem.data, args.final_steps, config)
-    row["finetune_seconds"] = time.perf_counter() - start
-    data = problem.data
-    row["accuracy"] = {
-        "val": accuracy(net, data.val_x, data.val_y),
-        "test": accuracy(net, data.test_x, data.test_y),
-    }
+    key = (seed, tuple(policy))
+    if key in finetuned:
+        mixed, row["accuracy"], shared_with = finetuned[key]
+        row["finetune_shared_with"] = shared_with
+    else:
+        start = time.perf_counter()
+        net, mixed = _mixed(problem.graph, policy, problem.data, args.final_steps, config)
+        row["finetune_seconds"] = time.perf_counter() - start
+        data = problem.data
+        row["accuracy"] = {
+            "val": accuracy(net, data.val_x, data.val_y),
+            "test": accuracy(net, data.test_x, data.test_y),
+        }
+        finetuned[key] = (mixed, row["accuracy"], f"{method} f={fraction:g}")
     ms = _interleaved(client, {"policy": mixed, **refs}, config.measure)
     row["measured_ms"] = ms["policy"]
     row["fp32_ms"], row["int8_ms"] = ms["fp32"], ms["int8"]
@@ -227,8 +243,8 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--search-steps", type=int, default=30)
+    parser.add_argument("--episodes", type=int, default=600)
+    parser.add_argument("--search-steps", type=int, default=0)
     parser.add_argument("--dfq-steps", type=int, default=150)
     parser.add_argument("--final-steps", type=int, default=300)
     parser.add_argument("--train-images", type=int, default=4096)
@@ -258,6 +274,7 @@ def main() -> None:
         data0 = load_data(run.data, args.train_images, args.val_images, 0)
         reference, budgets = _budgets(args, client, graph, profile, choices, data0, refs)
         print(json.dumps(reference), flush=True)
+        finetuned: dict = {}
         for seed in args.seeds:
             data = (
                 data0
@@ -276,7 +293,9 @@ def main() -> None:
                 for method in args.methods:
                     if (seed, round(fraction, 6), method) in done:
                         continue
-                    row = run_cell(args, client, shared, method, seed, fraction, budget, refs)
+                    row = run_cell(
+                        args, client, shared, method, seed, fraction, budget, refs, finetuned
+                    )
                     _print_row(row)
                     rows.append(row)
                     with jsonl.open("a") as handle:

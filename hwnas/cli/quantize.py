@@ -5,9 +5,9 @@ layer of the run's network on the device at every precision its runtime executes
 int8, dyn_int8, int16x8; fp32 and int8 are offered, int8 only if the int8 network is faster,
 the others are reported), searches per-layer fp32/int8 under the latency budget (HAQ's DDPG
 agent, random policies, greedy sensitivity, uniform int8, or DFQ's relaxation; each policy
-scored after a short fine-tune on real data), times the policy end to end (tightening it while
-it misses the budget), fine-tunes it and writes the policy, the model, a report and plots into
-the run directory; ``--baselines`` also runs the other methods through the same steps. A budget
+scored on real validation images after calibration; 600 episodes by default, as in the paper),
+times the policy end to end (tightening it while it misses the budget), fine-tunes it and
+writes the policy, the model, a report and plots into the run directory; ``--baselines`` also runs the other methods through the same steps. A budget
 below the cheapest achievable latency, or one uniform int8 cannot meet, exits 2.
 
 ``--run DIR --size-kb X [--coding kmeans|linear] [--method haq|random|greedy|uniform]``: HAQ's
@@ -62,10 +62,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--episodes",
         type=int,
-        help="HAQ episodes (default: 20 in latency mode, 600 in size mode as in the paper)",
+        help="HAQ episodes (default 600, the paper's schedule)",
     )
     p.add_argument(
-        "--search-steps", type=int, default=30, help="fine-tune SGD steps per episode (default 30)"
+        "--search-steps",
+        type=int,
+        default=0,
+        help="latency mode: fine-tune SGD steps per scored policy (default 0: calibrate and "
+        "validate; the paper's linear mode fine-tunes an epoch)",
     )
     p.add_argument(
         "--final-steps",

@@ -23,18 +23,20 @@ from hwnas.quant.haq_env import STATE_DIM, HAQEnv
 
 logger = logging.getLogger(__name__)
 
+PAPER_EPISODES = 600  # HAQ's schedule (METHODS.md 6.2)
+
 
 @dataclass(frozen=True)
 class HAQConfig:
     """Search budget and agent settings.
 
     Attributes:
-        episodes: total episodes (HAQ: 600; each costs one short fine-tune here).
+        episodes: total episodes (the paper: :data:`PAPER_EPISODES`).
         seed: seeds the agent and exploration.
         ddpg: agent hyperparameters (``warmup_episodes`` is capped at half the episodes).
     """
 
-    episodes: int = 30
+    episodes: int = PAPER_EPISODES
     seed: int = 0
     ddpg: DDPGConfig = field(default_factory=DDPGConfig)
 

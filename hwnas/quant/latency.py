@@ -7,8 +7,9 @@ int8 network is faster), cost = the calibrated per-layer latency measured on the
     problem = latency_problem(graph, cost, choices, data, budget_ms, settings)
     found = search_latency(problem, "haq", episodes=20)   # or random / greedy / uniform / dfq
 
-Every method sees the same evaluator (:class:`PolicyEvaluator`: calibrate, a short fine-tune,
-validation accuracy; memoised and shared) and the same budget:
+Every method sees the same evaluator (:class:`~hwnas.quant.quantize.PolicyEvaluator`: the
+calibration observed once, ``search_steps`` fine-tune steps (default none), validation
+accuracy; memoised and shared) and the same budget:
 
 * ``haq``: DDPG episodes through HAQ's action wall (:func:`hwnas.quant.haq.haq_search`);
 * ``random``: as many random policies through the same wall (:func:`~hwnas.quant.haq.random_search`);
@@ -43,41 +44,12 @@ from hwnas.quant.haq import HAQConfig, haq_search, random_search
 from hwnas.quant.haq_env import BitChoices, HAQEnv, layer_infos
 from hwnas.quant.qat import accuracy
 from hwnas.quant.qnet import QuantNet
-from hwnas.quant.quantize import DataTensors, HAQSettings, check_budget, quantized_net
+from hwnas.quant.quantize import DataTensors, HAQSettings, PolicyEvaluator, check_budget
 
 logger = logging.getLogger(__name__)
 
 LATENCY_METHODS = ("haq", "random", "greedy", "uniform", "dfq")
 FLOAT = LayerBits(FLOAT_BITS, FLOAT_BITS)
-
-
-class PolicyEvaluator:
-    """``policy -> val accuracy %`` after calibration and ``steps`` fine-tune steps (memoised).
-
-    ``evaluated`` counts the distinct policies scored since the last :meth:`reset_count`.
-    """
-
-    def __init__(self, graph: Graph, data: DataTensors, steps: int, settings: HAQSettings):
-        self.graph, self.data, self.steps, self.settings = graph, data, steps, settings
-        self.names = [layer.name for layer in graph.layers]
-        self.memo: dict[tuple, float] = {}
-        self.seen: set[tuple] = set()
-
-    def __call__(self, policy: Sequence[LayerBits]) -> float:
-        key = tuple(policy)
-        self.seen.add(key)
-        if key not in self.memo:
-            policy_map = dict(zip(self.names, key))
-            net = quantized_net(self.graph, policy_map, self.data, self.steps, self.settings)
-            self.memo[key] = accuracy(net, self.data.val_x, self.data.val_y)
-        return self.memo[key]
-
-    @property
-    def evaluated(self) -> int:
-        return len(self.seen)
-
-    def reset_count(self) -> None:
-        self.seen = set()
 
 
 @dataclass

@@ -28,7 +28,7 @@ import torch
 
 from hwnas.errors import UserError
 from hwnas.graph.qparams import LayerBits
-from hwnas.quant.calibrate import calibrate
+from hwnas.quant.calibrate import CalibrationCache, calibrate
 from hwnas.quant.costs import PrecisionCost
 from hwnas.quant.haq import HAQConfig, SearchResult, haq_search
 from hwnas.quant.haq_env import HAQEnv, device_choices, enforce_budget, layer_infos, min_cost
@@ -95,19 +95,49 @@ def _cost_fn(cost: PrecisionCost) -> Callable[[int, LayerBits], float]:
     return cost.layer_ms
 
 
-def make_evaluator(graph, data: DataTensors, steps: int, config: HAQSettings):
-    """policy -> validation accuracy % after calibration and a short fine-tune (memoised)."""
-    names = [layer.name for layer in graph.layers]
-    memo: dict[tuple, float] = {}
+class PolicyEvaluator:
+    """``policy -> val accuracy %``: calibrated, fine-tuned ``steps`` SGD steps, validated.
 
-    def evaluate(policy: list[LayerBits]) -> float:
+    Memoised, and the calibration is read off a :class:`~hwnas.quant.calibrate.CalibrationCache`
+    built on the first call, so with ``steps=0`` (the default of HAQ's latency mode) an
+    evaluation is building the fake-quantized net and one validation pass. ``evaluated``
+    counts the distinct policies scored since the last :meth:`reset_count`.
+    """
+
+    def __init__(self, graph, data: DataTensors, steps: int, settings: HAQSettings):
+        self.graph, self.data, self.steps, self.settings = graph, data, steps, settings
+        self.names = [layer.name for layer in graph.layers]
+        self.memo: dict[tuple, float] = {}
+        self.seen: set[tuple] = set()
+        self._cache: CalibrationCache | None = None
+
+    def __call__(self, policy) -> float:
         key = tuple(policy)
-        if key not in memo:
-            net = quantized_net(graph, dict(zip(names, policy)), data, steps, config)
-            memo[key] = accuracy(net, data.val_x, data.val_y)
-        return memo[key]
+        self.seen.add(key)
+        if key not in self.memo:
+            if self._cache is None:
+                self._cache = CalibrationCache(
+                    self.graph,
+                    [self.data.train_x[:CALIBRATION_IMAGES]],
+                    seed=self.settings.seed,
+                    device=self.settings.torch_device,
+                )
+            net = QuantNet(self.graph, dict(zip(self.names, key))).to(self.settings.torch_device)
+            self._cache.apply(net)
+            if self.steps:
+                ft = FinetuneConfig(
+                    steps=self.steps, batch_size=self.settings.batch_size, seed=self.settings.seed
+                )
+                net = finetune(net, self.data.train_x, self.data.train_y, ft)
+            self.memo[key] = accuracy(net, self.data.val_x, self.data.val_y)
+        return self.memo[key]
 
-    return evaluate
+    @property
+    def evaluated(self) -> int:
+        return len(self.seen)
+
+    def reset_count(self) -> None:
+        self.seen = set()
 
 
 def quantized_net(
@@ -131,7 +161,7 @@ def run_search(
     """HAQ over ``choices`` under ``config.latency_ms``; returns the result and float accuracy."""
     float_net = QuantNet(graph, {}).to(config.torch_device)
     float_acc = accuracy(float_net, data.val_x, data.val_y)
-    evaluate = make_evaluator(graph, data, config.search_steps, config)
+    evaluate = PolicyEvaluator(graph, data, config.search_steps, config)
     env = HAQEnv(
         layer_infos(graph), choices, _cost_fn(cost), config.latency_ms, evaluate, float_acc
     )

@@ -32,14 +32,13 @@ from hwnas.graph.qparams import FLOAT_BITS
 from hwnas.graph.wcodes import KINDS, WeightCode, weight_bytes
 from hwnas.quant.baselines import greedy_sensitivity, uniform_policy
 from hwnas.quant.coded import CodedEvaluator, CodedNet, CodedWeights
-from hwnas.quant.haq import HAQConfig, haq_search, random_search
+from hwnas.quant.haq import PAPER_EPISODES, HAQConfig, haq_search, random_search
 from hwnas.quant.haq_env import HAQEnv, WeightChoices, layer_infos
 from hwnas.quant.qat import FinetuneConfig, accuracy, finetune
 
 logger = logging.getLogger(__name__)
 
 SIZE_METHODS = ("haq", "random", "greedy", "uniform", "dfq")
-PAPER_EPISODES = 600
 
 
 @dataclass

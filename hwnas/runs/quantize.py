@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hwnas.errors import UserError
+from hwnas.quant.haq import PAPER_EPISODES
 from hwnas.quant.latency import LATENCY_METHODS
 from hwnas.quant.qat import torch_threads
 from hwnas.runs.measure import MeasureSettings
@@ -22,8 +23,6 @@ from hwnas.runs.quantize_latency import (  # noqa: F401 (re-exported: bench/haq.
     hardware_check,
     quantize_latency_run,
 )
-
-LATENCY_EPISODES = 20
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,11 @@ class QuantizeConfig:
         baselines: also run the other methods (same evaluator, same number of episodes for
             random, same final fine-tune; latency mode: the same hardware check) and report
             them; a baseline that cannot meet the budget is reported as infeasible.
-        episodes: HAQ episodes (latency: each one short fine-tune, default 20; size: each one
-            validation pass, default 600 as in the paper).
-        search_steps: fine-tune SGD steps per episode (latency mode: per scored policy).
+        episodes: HAQ episodes (default 600, the paper's schedule; each a validation pass of
+            a policy, plus ``search_steps`` fine-tune steps in latency mode).
+        search_steps: latency mode: fine-tune SGD steps per scored policy (default 0: scored
+            after calibration, which is observed once; the paper's linear mode fine-tunes an
+            epoch per episode).
         dfq_steps: DFQ alternations per search (latency mode's ``dfq``).
         final_steps: fine-tune SGD steps of the chosen policy.
         train_images: train images used for calibration and fine-tuning.
@@ -68,7 +69,7 @@ class QuantizeConfig:
     method: str = "haq"
     baselines: bool = False
     episodes: int | None = None
-    search_steps: int = 30
+    search_steps: int = 0
     dfq_steps: int = 150
     final_steps: int = 300
     batch_size: int = 64
@@ -96,14 +97,16 @@ class QuantizeConfig:
                 raise UserError("--coding is a size-mode option (--size-kb)")
             if not self.latency_ms > 0:
                 raise UserError(f"--latency-ms must be positive, got {self.latency_ms}")
-            if self.episodes is None:
-                object.__setattr__(self, "episodes", LATENCY_EPISODES)
+        if self.episodes is None:
+            object.__setattr__(self, "episodes", PAPER_EPISODES)
         for name in ("episodes", "train_images", "val_images", "dfq_steps"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1")
+        if self.search_steps < 0:
+            raise UserError(f"search_steps must be at least 0, got {self.search_steps}")
 
     def _check_size_mode(self) -> None:
-        from hwnas.quant.size import PAPER_EPISODES, SIZE_METHODS
+        from hwnas.quant.size import SIZE_METHODS
 
         if self.method not in SIZE_METHODS:
             raise UserError(
@@ -115,8 +118,6 @@ class QuantizeConfig:
             object.__setattr__(self, "coding", "kmeans")
         if self.coding not in ("kmeans", "linear"):
             raise UserError(f"unknown weight coding {self.coding!r}; known: kmeans, linear")
-        if self.episodes is None:
-            object.__setattr__(self, "episodes", PAPER_EPISODES)
 
     @property
     def mode(self) -> str:

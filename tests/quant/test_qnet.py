@@ -10,7 +10,7 @@ from hwnas.blocks.torch_blocks import build_sequential
 from hwnas.errors import UserError
 from hwnas.graph.lower import graph_from_module
 from hwnas.graph.qparams import LayerBits
-from hwnas.quant.calibrate import calibrate
+from hwnas.quant.calibrate import CalibrationCache, calibrate
 from hwnas.quant.policy import load_policy, load_state, save_policy, save_state
 from hwnas.quant.qat import FinetuneConfig, accuracy, finetune
 from hwnas.quant.qnet import QuantNet, numpy_forward
@@ -59,6 +59,36 @@ def test_calibration_ranges_cover_observed_values(module_and_graph) -> None:
     assert low.quantizer("input").hi.item() < float(x.max())  # KL-J clipped at 3 bits
     assert all(0 < r <= 1 for r in low.clip_ratios.values())
     assert min(low.clip_ratios.values()) < 1
+
+
+def _ranges(net: QuantNet) -> dict[str, tuple[float, float]]:
+    return {t: (q.lo.item(), q.hi.item()) for t, q in net.quantizers.items()}
+
+
+def test_calibration_cache_matches_calibrating_each_policy(module_and_graph) -> None:
+    _, graph = module_and_graph
+    x = _x(32)
+    cache = CalibrationCache(graph, [x])
+    uniform = {layer.name: LayerBits(8, 8) for layer in graph.layers}
+    assert _ranges(cache.apply(QuantNet(graph, uniform))) == _ranges(
+        calibrate(QuantNet(graph, uniform), [x])
+    )  # the cache's own observation pass: identical
+    mixed = {
+        layer.name: LayerBits(8, 8) if i % 2 else LayerBits(32, 32)
+        for i, layer in enumerate(graph.layers)
+    }
+    cached, fresh = _ranges(cache.apply(QuantNet(graph, mixed))), _ranges(
+        calibrate(QuantNet(graph, mixed), [x])
+    )
+    assert cached.keys() == fresh.keys() and cached  # the policy's plan, no more
+    for tensor, (lo, hi) in fresh.items():  # upstream float layers observed at int8 weights
+        step = (hi - lo) / 255
+        assert cached[tensor][0] == pytest.approx(lo, abs=2 * step)
+        assert cached[tensor][1] == pytest.approx(hi, abs=2 * step)
+    low = {layer.name: LayerBits(3, 3) for layer in graph.layers}
+    net = cache.apply(QuantNet(graph, low))
+    assert net.quantizer("input").hi.item() < float(x.max())  # KL-J clipped at 3 bits
+    assert net.clip_ratios == calibrate(QuantNet(graph, low), [x]).clip_ratios
 
 
 def test_state_round_trip_through_files(module_and_graph, tmp_path) -> None:
