@@ -52,6 +52,7 @@ from hwnas.search.bilevel import BilevelState, edge_probs
 from hwnas.search.objectives import CostPenalty, Objective
 from hwnas.search.sampling import (
     check_layerwise,
+    check_sampling_config,
     cost_row,
     finish,
     one_hot,
@@ -95,13 +96,11 @@ class DSNASConfig:
     snapshot_every: int = 25
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "arch_betas", tuple(float(b) for b in self.arch_betas))
-        if self.arch_lr <= 0 or self.cost_weight < 0 or self.fix_threshold <= 0:
-            raise UserError("dsnas: arch_lr > 0, cost_weight >= 0, fix_threshold > 0")
+        check_sampling_config(self, "dsnas")
+        if self.cost_weight < 0 or self.fix_threshold <= 0:
+            raise UserError("dsnas: cost_weight >= 0, fix_threshold > 0")
         if self.fix_every is not None and self.fix_every < 1:
             raise UserError("dsnas: fix_every must be at least 1 step (or unset)")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise UserError("dsnas: grad_clip must be > 0 (or unset)")
 
 
 def single_path_backward(

@@ -37,6 +37,7 @@ from hwnas.search.bilevel import BilevelState, edge_probs
 from hwnas.search.objectives import LogCostObjective
 from hwnas.search.sampling import (
     check_layerwise,
+    check_sampling_config,
     cost_row,
     finish,
     gumbel_softmax,
@@ -79,15 +80,13 @@ class FBNetConfig:
     snapshot_every: int = 25
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "arch_betas", tuple(float(b) for b in self.arch_betas))
-        if self.arch_lr <= 0 or self.scale <= 0 or self.exponent <= 0:
-            raise UserError("fbnet-gumbel: arch_lr, scale and exponent must be > 0")
+        check_sampling_config(self, "fbnet-gumbel")
+        if self.scale <= 0 or self.exponent <= 0:
+            raise UserError("fbnet-gumbel: scale and exponent must be > 0")
         if not 0 < self.tau_min <= self.tau_init or not 0 < self.tau_decay <= 1:
             raise UserError("fbnet-gumbel: 0 < tau_min <= tau_init and 0 < tau_decay <= 1")
         if self.epochs <= 0:
             raise UserError("fbnet-gumbel: epochs must be > 0")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise UserError("fbnet-gumbel: grad_clip must be > 0 (or unset)")
 
 
 def temperature(config: FBNetConfig, step: int, steps: int) -> float:

@@ -36,6 +36,7 @@ from hwnas.search.bilevel import BilevelState, edge_probs
 from hwnas.search.objectives import CostPenalty, Objective, chain_grad
 from hwnas.search.sampling import (
     check_layerwise,
+    check_sampling_config,
     cost_row,
     finish,
     one_hot,
@@ -73,11 +74,9 @@ class ProxylessConfig:
     snapshot_every: int = 25
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "arch_betas", tuple(float(b) for b in self.arch_betas))
-        if self.arch_lr <= 0 or self.latency_weight < 0 or self.arch_every < 1:
-            raise UserError("proxyless: arch_lr > 0, latency_weight >= 0, arch_every >= 1")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise UserError("proxyless: grad_clip must be > 0 (or unset)")
+        check_sampling_config(self, "proxyless")
+        if self.latency_weight < 0 or self.arch_every < 1:
+            raise UserError("proxyless: latency_weight >= 0, arch_every >= 1")
 
 
 def gate_alpha_grad(gate_grad: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,19 @@ def gumbel_softmax(alpha: torch.Tensor, tau: float, generator: torch.Generator) 
     return torch.softmax((alpha + g.to(alpha)) / tau, dim=-1)
 
 
+def check_sampling_config(config: Any, name: str) -> None:
+    """What every sampling method's config (frozen dataclass) must hold: ``arch_betas`` a tuple of
+    floats (TOML gives lists), ``arch_lr > 0``, ``grad_clip`` unset or > 0,
+    ``snapshot_every >= 1``; a UserError names the method."""
+    object.__setattr__(config, "arch_betas", tuple(float(b) for b in config.arch_betas))
+    if config.arch_lr <= 0:
+        raise UserError(f"{name}: arch_lr must be > 0, got {config.arch_lr}")
+    if config.grad_clip is not None and config.grad_clip <= 0:
+        raise UserError(f"{name}: grad_clip must be > 0 (or unset), got {config.grad_clip}")
+    if config.snapshot_every < 1:
+        raise UserError(f"{name}: snapshot_every must be at least 1, got {config.snapshot_every}")
+
+
 def check_layerwise(problem: SearchProblem, name: str) -> None:
     """Refuse spaces that are not one op per layer (their supernets run no sparse paths)."""
     if problem.space.relaxation != "choice":

@@ -58,3 +58,19 @@ def test_registry_errors_name_the_known_methods():
         get_method("nope")
     with pytest.raises(UserError, match=r"unknown method setting.*rho0"):
         method_config(get_method("greedy-admm"), {"rh0": 1.0})
+
+
+@pytest.mark.parametrize("method", ["dsnas", "proxyless", "fbnet-gumbel"])
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"arch_lr": 0.0}, "arch_lr must be > 0"),
+        ({"grad_clip": -1.0}, "grad_clip must be > 0"),
+        ({"snapshot_every": 0}, "snapshot_every must be at least 1"),
+    ],
+)
+def test_sampling_methods_refuse_bad_shared_settings(method, setting, message):
+    spec = get_method(method)
+    with pytest.raises(UserError, match=rf"^{method}: {message}"):
+        method_config(spec, setting)
+    assert method_config(spec, {"arch_betas": [0.5, 0.9]}).arch_betas == (0.5, 0.9)
