@@ -51,7 +51,7 @@ def _problem(args: argparse.Namespace, seed: int):
 
     run = load_run(args.run)
     graph = graph_from_module(run.module, run.input_shape)
-    data = load_data(run.data, args.train_images, args.val_images, seed)
+    data = load_data(run.data, args.train_images, args.val_images, seed, args.select_images)
     sizes = [(int(layer.weight.size), int(layer.weight.shape[0])) for layer in graph.layers]
     lo = sum(weight_bytes(n, c, 2, args.coding) for n, c in sizes)
     hi = sum(weight_bytes(n, c, 8, args.coding) for n, c in sizes)
@@ -75,6 +75,9 @@ def _search(args: argparse.Namespace, problem, method: str, seed: int, memo: dic
     row["repaired"] = bool(details.get("repaired", False))
     if method == "dfq":
         row["dfq"] = {"delta": details["delta"], "probes": details["probes"]}
+    if "reselected" in details:
+        row["reselected"] = details["reselected"]
+        row["reward_best_episode"] = details["reward_best_episode"]
     return row
 
 
@@ -231,6 +234,9 @@ def main() -> None:
     parser.add_argument("--final-steps", type=int, default=300)
     parser.add_argument("--train-images", type=int, default=4096)
     parser.add_argument("--val-images", type=int, default=1000)
+    parser.add_argument(
+        "--select-images", type=int, default=0, help="held-out images re-scoring haq/random"
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="quant_size")
     args = parser.parse_args()

@@ -90,6 +90,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="validation images that score a policy (default 1000)",
     )
     p.add_argument(
+        "--select-images",
+        type=int,
+        default=0,
+        help="size mode: re-score haq's and random's 10 best-rewarded policies on this many "
+        "further validation images and take the best there (default 0: the best reward)",
+    )
+    p.add_argument(
         "--simulate-bits",
         action="store_true",
         help="also offer 2-7 bit integer layers (accuracy simulation: they run and "
@@ -131,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
         final_steps=args.final_steps,
         train_images=args.train_images,
         val_images=args.val_images,
+        select_images=args.select_images,
         simulate_bits=args.simulate_bits,
         seed=args.seed,
         threads=args.threads,

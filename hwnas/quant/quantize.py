@@ -53,7 +53,11 @@ class HAQSettings(Protocol):
 
 @dataclass(frozen=True)
 class DataTensors:
-    """Train/val/test images (N, C, H, W) and labels, as tensors."""
+    """Train/val/test images (N, C, H, W) and labels, as tensors.
+
+    ``select_x``/``select_y`` (optional): validation images disjoint from ``val_x``, on which
+    the best-rewarded policies are re-scored (:func:`hwnas.quant.haq.reselect`).
+    """
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -61,21 +65,39 @@ class DataTensors:
     val_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    select_x: torch.Tensor | None = None
+    select_y: torch.Tensor | None = None
 
 
-def load_data(data: dict, train_images: int, val_images: int, seed: int) -> DataTensors:
-    """The run's dataset, subsampled (seeded) to ``train_images``/``val_images``; full test."""
+def load_data(
+    data: dict, train_images: int, val_images: int, seed: int, select_images: int = 0
+) -> DataTensors:
+    """The run's dataset, subsampled (seeded) to ``train_images``/``val_images``; full test.
+
+    ``select_images`` > 0 also draws that many further validation images, disjoint from the
+    ``val_images`` (UserError if the split has too few).
+    """
     from hwnas.data import DataConfig, load_dataset
 
     splits = load_dataset(DataConfig(**data))
     gen = torch.Generator().manual_seed(seed)
     tx, ty = splits.train.tensors
     vx, vy = splits.val.tensors
+    if select_images and val_images + select_images > len(vy):
+        raise UserError(
+            f"--select-images {select_images} with --val-images {val_images} needs "
+            f"{val_images + select_images} validation images; the split has {len(vy)}"
+        )
     ti = torch.randperm(len(ty), generator=gen)[:train_images]
-    vi = torch.randperm(len(vy), generator=gen)[:val_images]
+    order = torch.randperm(len(vy), generator=gen)
+    vi = order[:val_images]
     sx, sy = splits.test.tensors
+    select = {}
+    if select_images:
+        si = order[val_images : val_images + select_images]
+        select = {"select_x": vx[si].contiguous(), "select_y": vy[si]}
     return DataTensors(
-        tx[ti].contiguous(), ty[ti], vx[vi].contiguous(), vy[vi], sx.contiguous(), sy
+        tx[ti].contiguous(), ty[ti], vx[vi].contiguous(), vy[vi], sx.contiguous(), sy, **select
     )
 
 

@@ -32,13 +32,14 @@ from hwnas.graph.qparams import FLOAT_BITS
 from hwnas.graph.wcodes import KINDS, WeightCode, weight_bytes
 from hwnas.quant.baselines import greedy_sensitivity, uniform_policy
 from hwnas.quant.coded import CodedEvaluator, CodedNet, CodedWeights
-from hwnas.quant.haq import PAPER_EPISODES, HAQConfig, haq_search, random_search
+from hwnas.quant.haq import PAPER_EPISODES, HAQConfig, haq_search, random_search, reselect
 from hwnas.quant.haq_env import HAQEnv, WeightChoices, layer_infos
 from hwnas.quant.qat import FinetuneConfig, accuracy, finetune
 
 logger = logging.getLogger(__name__)
 
 SIZE_METHODS = ("haq", "random", "greedy", "uniform", "dfq")
+RESELECT_TOP = 10  # best-rewarded policies re-scored on the held-out images
 
 
 @dataclass
@@ -55,6 +56,7 @@ class SizeProblem:
     float_accuracy: float
     torch_device: str = "cpu"
     layer_sizes: list[tuple[int, int]] = field(default_factory=list)  # (#weights, out channels)
+    select: CodedEvaluator | None = None  # on data.select_x: re-scores haq's and random's best
 
     def cost(self, index: int, bits: int) -> float:
         """Priced bytes of layer ``index``'s weights at ``bits`` (32: float32)."""
@@ -98,6 +100,9 @@ def size_problem(
     logger.info("%s codes of %d layers at 2..8 bits in %.2f s", coding, n, table.seconds)
     evaluate = CodedEvaluator(table, data.val_x, data.val_y, torch_device)
     float_acc = evaluate([FLOAT_BITS] * n)
+    select = None
+    if getattr(data, "select_x", None) is not None:
+        select = CodedEvaluator(table, data.select_x, data.select_y, torch_device)
     return SizeProblem(
         graph,
         data,
@@ -109,6 +114,7 @@ def size_problem(
         float_acc,
         torch_device,
         sizes,
+        select,
     )
 
 
@@ -166,7 +172,11 @@ def search_size(
 ) -> SizeSearch:
     """Run one method on ``problem``; ``episodes`` applies to haq and random, ``dfq`` (a
     :class:`~hwnas.quant.dfq.DFQConfig`, default: its defaults with ``seed``) to dfq, and
-    ``dfq_memo`` shares DFQ's searches across budgets (see ``dfq_for_budget``)."""
+    ``dfq_memo`` shares DFQ's searches across budgets (see ``dfq_for_budget``).
+
+    haq and random return their best-rewarded policy, or, where ``problem.select`` holds
+    held-out images, the best there of their ``RESELECT_TOP`` best-rewarded ones
+    (:func:`~hwnas.quant.haq.reselect`; ``details["reselected"]`` lists them)."""
     if method not in SIZE_METHODS:
         raise UserError(f"unknown size method {method!r}; known: {', '.join(SIZE_METHODS)}")
     problem.evaluate.reset_count()
@@ -178,7 +188,10 @@ def search_size(
         else:
             result = random_search(env, episodes, seed, progress)
         seconds = time.perf_counter() - start
-        best = result.best
+        best, details = result.best, {"reward_best_episode": result.best.episode}
+        if problem.select is not None:
+            best, details["reselected"] = reselect(result, problem.select, RESELECT_TOP)
+        details.update(best_episode=best.episode, history=[r.to_dict() for r in result.history])
         return SizeSearch(
             method,
             tuple(int(b) for b in best.policy),
@@ -188,10 +201,7 @@ def search_size(
             len(result.history),
             seconds,
             seconds / len(result.history),
-            {
-                "best_episode": best.episode,
-                "history": [r.to_dict() for r in result.history],
-            },
+            details,
         )
     if method == "dfq":
         return _dfq(problem, seed, start, dfq, dfq_memo)

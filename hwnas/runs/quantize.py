@@ -52,6 +52,9 @@ class QuantizeConfig:
         final_steps: fine-tune SGD steps of the chosen policy.
         train_images: train images used for calibration and fine-tuning.
         val_images: validation images that score a policy.
+        select_images: size mode: further validation images, disjoint from those, on which
+            haq's and random's ten best-rewarded policies are re-scored and the best taken
+            (default 0: the best reward, as in the paper).
         simulate_bits: also offer 2..7-bit integer layers (accuracy simulation; they run and
             cost as int8 on the device).
         seed: seeds data subsets, agent and fine-tuning.
@@ -75,6 +78,7 @@ class QuantizeConfig:
     batch_size: int = 64
     train_images: int = 4096
     val_images: int = 1000
+    select_images: int = 0
     simulate_bits: bool = False
     seed: int = 0
     measure: MeasureSettings = field(default_factory=MeasureSettings)
@@ -102,6 +106,10 @@ class QuantizeConfig:
         for name in ("episodes", "train_images", "val_images", "dfq_steps"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1")
+        if self.select_images < 0:
+            raise UserError(f"select_images must be at least 0, got {self.select_images}")
+        if self.select_images and self.size_kb is None:
+            raise UserError("--select-images is a size-mode option (--size-kb)")
         if self.search_steps < 0:
             raise UserError(f"search_steps must be at least 0, got {self.search_steps}")
 

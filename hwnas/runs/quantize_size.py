@@ -52,7 +52,9 @@ def quantize_size_run(config, progress: Callable[[str], None] | None = None) -> 
     run = load_run(config.run_dir)
     graph = graph_from_module(run.module, run.input_shape)
     say("loading data")
-    data = load_data(run.data, config.train_images, config.val_images, config.seed)
+    data = load_data(
+        run.data, config.train_images, config.val_images, config.seed, config.select_images
+    )
     say(f"{config.coding} codes of {len(graph.layers)} layers at 2..8 bits")
     problem = size_problem(
         graph, data, config.coding, config.size_kb * BYTES_PER_KB, config.torch_device

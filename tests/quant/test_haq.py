@@ -76,3 +76,34 @@ def test_replay_memory_is_a_ring() -> None:
     assert sorted(states[:, 0].tolist()) == [2.0, 3.0, 4.0]
     assert sorted(rewards.ravel().tolist()) == [-4.0, -3.0, -2.0]
     assert dones.sum() == 1 and actions.shape == (3, 1)
+
+
+def test_reselect_rescores_the_top_rewarded_distinct_policies() -> None:
+    from hwnas.quant.haq import EpisodeRecord, SearchResult, reselect
+
+    def record(episode, policy, reward):
+        return EpisodeRecord(episode, policy, 1.0, 80 + reward, reward, "size_bytes")
+
+    history = (
+        record(0, (8, 8), 0.5),
+        record(1, (4, 8), 0.9),  # best reward: the winner's curse
+        record(2, (4, 8), 0.9),  # the same policy again: re-scored once
+        record(3, (8, 4), 0.7),
+        record(4, (2, 2), 0.1),  # outside the top 3
+    )
+    result = SearchResult(history[1], history)
+    holdout = {(8, 8): 70.0, (4, 8): 60.0, (8, 4): 75.0, (2, 2): 99.0}
+    scored: list[tuple] = []
+
+    def score(policy):
+        scored.append(tuple(policy))
+        return holdout[tuple(policy)]
+
+    best, rows = reselect(result, score, top=3)
+    assert best.episode == 3 and best.policy == (8, 4)
+    assert sorted(scored) == [(4, 8), (8, 4), (8, 8)]
+    assert [r["episode"] for r in rows] == [1, 3, 0]  # reward order
+    assert rows[1] == {"episode": 3, "reward_accuracy": 80.7, "holdout_accuracy": 75.0}
+    assert reselect(result, score, top=1)[0].episode == 1  # top 1: the reward's choice
+    with pytest.raises(ValueError):
+        reselect(result, score, top=0)

@@ -77,8 +77,9 @@ def test_calibration_cache_matches_calibrating_each_policy(module_and_graph) -> 
         layer.name: LayerBits(8, 8) if i % 2 else LayerBits(32, 32)
         for i, layer in enumerate(graph.layers)
     }
-    cached, fresh = _ranges(cache.apply(QuantNet(graph, mixed))), _ranges(
-        calibrate(QuantNet(graph, mixed), [x])
+    cached, fresh = (
+        _ranges(cache.apply(QuantNet(graph, mixed))),
+        _ranges(calibrate(QuantNet(graph, mixed), [x])),
     )
     assert cached.keys() == fresh.keys() and cached  # the policy's plan, no more
     for tensor, (lo, hi) in fresh.items():  # upstream float layers observed at int8 weights

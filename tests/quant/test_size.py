@@ -58,6 +58,7 @@ def test_every_method_fits_the_budget_on_one_shared_problem(small, coding) -> No
     found = {m: search_size(problem, m, episodes=6, seed=0, dfq=quick_dfq) for m in SIZE_METHODS}
     for method, r in found.items():
         assert r.method == method and len(r.policy) == n
+        assert "reselected" not in r.details  # no held-out images: the best reward
         assert r.size_bytes == problem.size_bytes(r.policy) <= budget
         assert r.val_accuracy == problem.evaluate(r.policy)  # what the method saw is reproducible
     assert found["uniform"].policy == (3,) * n and found["uniform"].evaluated_policies == 1
@@ -69,6 +70,15 @@ def test_every_method_fits_the_budget_on_one_shared_problem(small, coding) -> No
         assert found[method].episodes == 6 and 1 <= found[method].evaluated_policies <= 6
         assert found[method].episode_seconds > 0
         assert len(found[method].details["history"]) == 6
+    held = SimpleNamespace(**vars(data), select_x=data.test_x, select_y=data.test_y)
+    reselected = search_size(size_problem(graph, held, coding, budget), "random", episodes=6)
+    rows = reselected.details["reselected"]
+    assert 1 <= len(rows) <= 6 and reselected.details["best_episode"] in [
+        r["episode"] for r in rows
+    ]
+    best = max(rows, key=lambda r: r["holdout_accuracy"])["holdout_accuracy"]
+    chosen = next(r for r in rows if r["episode"] == reselected.details["best_episode"])
+    assert chosen["holdout_accuracy"] == best
     # the shared final fine-tune: codes that reproduce the fine-tuned model
     final = finetune_size(problem, found["greedy"].policy, FinetuneConfig(steps=3, batch_size=32))
     assert final.accuracy["val"]["before"] == found["greedy"].val_accuracy
@@ -171,3 +181,7 @@ def test_size_mode_infeasible_budget_and_flag_errors_exit_2(run_copy, capsys) ->
     assert "--coding is a size-mode option" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: the two budgets exclude each other
         main([*base, "--latency-ms", "5", "--size-kb", "60"])
+    assert main([*base, "--size-kb", "60", "--select-images", "10000000"]) == 2
+    assert "validation images; the split has" in capsys.readouterr().err
+    assert main([*base, "--device", "local", "--latency-ms", "5", "--select-images", "9"]) == 2
+    assert "--select-images is a size-mode option" in capsys.readouterr().err
