@@ -20,7 +20,11 @@ has; budgets are re-measured per process, so start a new name rather than mixing
 (mean, std, paired differences against random and greedy) to ``<name>.json``. Methods whose
 checked policies are identical share one final fine-tune (same policy, seed and data give the
 same network; the row names the method it was shared with); each row is still timed itself.
-One process: timings on the device must not overlap.
+One process per core: timings must not overlap. To split seeds over two cores, pin the second
+process to the other core (``taskset -c 0``; its ``local`` agent times on the cores it may use)
+and give it the first process's reference line (``--reference FILE``) so both use the same
+budgets; a last run over all seeds with ``--reference`` skips the cells done and writes the
+summary.
 """
 
 from __future__ import annotations
@@ -279,6 +283,11 @@ def main() -> None:
     parser.add_argument(
         "--summarize", action="store_true", help="only recompute <name>.json's summary"
     )
+    parser.add_argument(
+        "--reference",
+        help="JSON of an earlier process's reference line (printed first): reuse its budgets "
+        "instead of measuring new ones, so two processes (e.g. split by seed) share them",
+    )
     args = parser.parse_args()
     if args.summarize:
         resummarize(args.name)
@@ -304,7 +313,14 @@ def main() -> None:
         )
         refs = _references(client, graph, profile, measure)
         data0 = load_data(run.data, args.train_images, args.val_images, 0)
-        reference, budgets = _budgets(args, client, graph, profile, choices, data0, refs)
+        if args.reference:  # another process's budgets: the rows of both share one set
+            reference = json.loads(Path(args.reference).read_text())
+            missing = [f for f in args.fractions if f"{f:g}" not in reference["budgets_ms"]]
+            if missing:
+                parser.error(f"--reference {args.reference} has no budget for {missing}")
+            budgets = {f: reference["budgets_ms"][f"{f:g}"] for f in args.fractions}
+        else:
+            reference, budgets = _budgets(args, client, graph, profile, choices, data0, refs)
         print(json.dumps(reference), flush=True)
         finetuned: dict = {}
         for seed in args.seeds:
