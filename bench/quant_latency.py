@@ -16,7 +16,8 @@ is timed on ``local`` interleaved with the fp32 and the uniform int8 network::
 Rows: the method's own policy and predicted latency, its validation accuracy before the final
 fine-tune, the checked policy, test accuracy after, measured latency and ratios, the exported
 file's bytes; to ``bench/results/<name>.jsonl`` as they finish (a rerun skips the cells it
-has; budgets are re-measured per process, so start a new name rather than mixing), the summary
+has; budgets are re-measured per process unless ``--reference`` gives them, so otherwise
+start a new name rather than mixing), the summary
 (mean, std, paired differences against random and greedy) to ``<name>.json``. Methods whose
 checked policies are identical share one final fine-tune (same policy, seed and data give the
 same network; the row names the method it was shared with); each row is still timed itself.
