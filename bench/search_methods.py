@@ -3,7 +3,8 @@
 For every budget and seed, each row runs in a fresh subprocess on the same space, LUT, data and
 final-training recipe:
 
-* a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``dsnas``, ``proxyless``,
+* a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``dsnas`` (its hinge),
+  ``dsnas+lagrangian`` (DSNAS with ``cost_form = "lagrangian"``), ``proxyless``,
   ``fbnet-gumbel``, ``nao``, ``ista`` on ``darts`` only): its search, then the shared step of
   :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's architecture
   without fill is trained too and reported as ``<method>:nofill``;
@@ -60,6 +61,7 @@ ROWS = (
     "dca",
     "dca:null",
     "dsnas",
+    "dsnas+lagrangian",
     "proxyless",
     "fbnet-gumbel",
     "ista",
@@ -71,11 +73,13 @@ ROWS = (
 )
 # random gets the slowest of these
 TIMED = (
-    "greedy-admm", "dca", "darts+penalty", "dsnas", "proxyless", "fbnet-gumbel", "ista", "nao"
+    "greedy-admm", "dca", "darts+penalty", "dsnas", "dsnas+lagrangian", "proxyless",
+    "fbnet-gumbel", "ista", "nao",
 )  # fmt: skip
 NULL_ROW = {  # rows whose null-alpha control is another row's (the same initial alpha)
     "darts+penalty": "dca:null",
     "dsnas": "dca:null",
+    "dsnas+lagrangian": "dca:null",
     "proxyless": "dca:null",
     "fbnet-gumbel": "dca:null",
 }
@@ -84,10 +88,12 @@ NULL_ROW = {  # rows whose null-alpha control is another row's (the same initial
 def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
     """(registry method, settings over the recipe's, null control) of a benchmark row."""
     name, _, variant = row.partition(":")
-    method = "darts" if name == "darts+penalty" else name
+    method = {"darts+penalty": "darts", "dsnas+lagrangian": "dsnas"}.get(name, name)
     settings = dict(json.loads(args.settings).get(name, {}))
     if name == "darts+penalty":
         settings.setdefault("penalty_weight", args.penalty_weight)
+    if name == "dsnas+lagrangian":
+        settings.setdefault("cost_form", "lagrangian")
     if name == "random" and args.random_seconds is not None:
         settings["seconds"] = args.random_seconds
     null = variant == "null"

@@ -25,6 +25,14 @@ gets none and is never pushed down: it beats any op whose credit averages >= 0 (
 toy a zero op won 2 of 3 blocks against a useful conv). fbnet has no zero op (its skip is an
 identity or a projection).
 
+The Lagrangian form (``cost_form = "lagrangian"``) replaces the hinge by DCA-NAS' multiplier
+term ``lambda_c (C_c(Z) - B_c) / B_c`` on the sampled path (the same dummies give its credit
+``lambda T_l(Z_l) / B``, unbiased for the gradient of ``lambda E_p[C] / B``) and updates lambda
+after every alpha step from the *expected* cost under softmax(alpha) with the relative PI dual
+update of :class:`~hwnas.search.lagrangian.Lagrangian`. With ``equality`` (default) lambda may
+turn negative: the search spends its budget instead of stopping wherever the hinge goes quiet
+(the hinge only pushes down, so a budget above what the CE prefers is never approached).
+
 Progressive early fixing (code: softmax probabilities, threshold 0.3): at the start of every
 "epoch" (``fix_every`` steps), a layer whose top-1 minus top-2 probability is >= 0.3 is fixed
 to its top op: it is no longer sampled and its alpha row is frozen. The derived architecture is
@@ -49,6 +57,7 @@ from torch import nn
 from hwnas.errors import UserError
 from hwnas.search.api import METHODS, Hooks, MethodSpec, SearchProblem, SearchResult
 from hwnas.search.bilevel import BilevelState, edge_probs
+from hwnas.search.lagrangian import Lagrangian, convergence
 from hwnas.search.objectives import CostPenalty, Objective
 from hwnas.search.sampling import (
     check_layerwise,
@@ -79,6 +88,10 @@ class DSNASConfig:
             relative to the budget (1 [R]: a layer's cost credit ``c T_l / B`` is then ~0.01-0.2
             on the pi4 LUT, the size of the CE credits of a short fbnet search; the code's
             ``flops_loss_coef`` 1e-5 multiplies MFLOPs and another estimator). 0: no budget.
+        cost_form: ``"hinge"`` (the code's form, above) or ``"lagrangian"`` (module docstring).
+        lambda_lr, lambda_damping, lambda_unit, lambda_init, equality: the Lagrangian's dual
+            update (:class:`~hwnas.search.lagrangian.Lagrangian`; DCA-NAS' defaults [R]); unused
+            by the hinge.
         fix_threshold: top-1 minus top-2 probability that fixes a layer (0.3 [V]); >= 1: never.
         fix_every: steps between early-fix checks (None: one pass over the training images,
             the code's "start of every epoch").
@@ -90,6 +103,12 @@ class DSNASConfig:
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 0.0
     cost_weight: float = 1.0
+    cost_form: str = "hinge"
+    lambda_lr: float = 1.0
+    lambda_damping: float = 20.0
+    lambda_unit: float = 1.0
+    lambda_init: float = 0.0
+    equality: bool = True
     fix_threshold: float = 0.3
     fix_every: Optional[int] = None
     grad_clip: Optional[float] = None
@@ -99,6 +118,10 @@ class DSNASConfig:
         check_sampling_config(self, "dsnas")
         if self.cost_weight < 0 or self.fix_threshold <= 0:
             raise UserError("dsnas: cost_weight >= 0, fix_threshold > 0")
+        if self.cost_form not in ("hinge", "lagrangian"):
+            raise UserError(f"dsnas: cost_form is 'hinge' or 'lagrangian', not {self.cost_form!r}")
+        if self.lambda_lr <= 0 or self.lambda_damping < 0 or self.lambda_unit <= 0:
+            raise UserError("dsnas: lambda_lr > 0, lambda_damping >= 0, lambda_unit > 0")
         if self.fix_every is not None and self.fix_every < 1:
             raise UserError("dsnas: fix_every must be at least 1 step (or unset)")
 
@@ -164,6 +187,7 @@ def inherited_child(supernet: nn.Module, arch: Arch, calibration: torch.Tensor) 
 
 def _step(problem: SearchProblem, config: DSNASConfig, state: BilevelState, stream, objective, t):
     b, net, alpha = problem.budget, state.net, state.alpha
+    objective.load(state.extra.get("dual", {}))  # a resumed search's multipliers
     lr = cosine_lr(b.lr, t, b.steps)
     set_lr(state.opt_w, lr)
     searching = t >= b.warmup_steps
@@ -194,8 +218,26 @@ def _step(problem: SearchProblem, config: DSNASConfig, state: BilevelState, stre
             alpha[rows] = frozen  # fixed rows stay put (Adam's momentum would move them)
     row = {"step": t, "lr": lr, "ce_train": ce, "objective": value, "fixed": len(fixed)}
     row["credit_abs_mean"] = float(credit.abs().mean())
+    if searching:
+        objective.observe(edge_probs(alpha.detach()), row)  # the Lagrangian's dual update
+        state.extra["dual"] = objective.state()
     cost_row(problem, row, edge_probs(alpha.detach()), one_hot(path, alpha.detach()))
     return row
+
+
+def make_objective(problem: SearchProblem, config: DSNASConfig) -> Objective:
+    """The hinge or the Lagrangian (bound: each constraint's budget) of ``config.cost_form``."""
+    if config.cost_form == "hinge":
+        return CostPenalty(problem.constraints, config.cost_weight, "hinge")
+    return Lagrangian(
+        {c.metric: c.cost for c in problem.constraints},
+        {c.metric: c.limit for c in problem.constraints},
+        config.lambda_lr,
+        config.lambda_init,
+        damping=config.lambda_damping,
+        unit=config.lambda_unit,
+        equality=config.equality,
+    )
 
 
 def search_with_supernet(
@@ -206,7 +248,7 @@ def search_with_supernet(
     b = problem.budget
     state = BilevelState(problem, config.arch_lr, config.arch_betas, config.arch_weight_decay)
     stream = BatchStream(problem.data.train_x, problem.data.train_y, b.batch_size, b.seed)
-    objective = CostPenalty(problem.constraints, config.cost_weight, "hinge")
+    objective = make_objective(problem, config)
     run_steps(
         problem,
         state,
@@ -216,7 +258,11 @@ def search_with_supernet(
         "dsnas",
     )
     fixed = state.extra.get("fixed", {})
-    result = finish(problem, state, "dsnas", {"fixed_layers": dict(fixed)})
+    info: dict = {"fixed_layers": dict(fixed), "cost_form": config.cost_form}
+    if config.cost_form == "lagrangian":
+        info["lambda"] = state.extra.get("dual", {}).get("lambda", {})
+        info["convergence"] = convergence(state.history, config.lambda_unit)
+    result = finish(problem, state, "dsnas", info)
     vector = problem.space.arch_vector(result.arch).copy()
     for layer, op in fixed.items():
         vector[int(layer)] = op  # the argmax already (the row is frozen); explicit all the same
@@ -245,6 +291,7 @@ METHODS.add(
         run,
         DSNASConfig,
         ("choice",),
-        "DSNAS: single-path sampling, dummy-gate credit, hinge on the sampled cost, early fixing",
+        "DSNAS: single-path sampling, dummy-gate credit, hinge or Lagrangian on the sampled cost, "
+        "early fixing",
     ),
 )

@@ -27,7 +27,7 @@ import numpy as np
 
 from hwnas.errors import UserError
 from hwnas.search.api import METHODS, Hooks, MethodSpec, SearchProblem, SearchResult, Tried
-from hwnas.search.derive import make_feasible
+from hwnas.search.finalize import finalize
 from hwnas.search.trainer import TrainConfig, evaluate, train_model
 from hwnas.spaces.base import Arch
 
@@ -56,14 +56,12 @@ class RandomSearchConfig:
 
 
 def sample_feasible(problem: SearchProblem, rng: np.random.Generator, fill: bool = True) -> Arch:
-    """A uniform sample of the space, repaired (and, ``fill``, filled) to meet every budget."""
-    space = problem.space
-    arch = space.sample_arch(rng)
-    values = rng.random(space.alpha_shape)
-    start = space.arch_vector(arch)
-    if space.relaxation == "channel":
-        start = space.cost_table("flops").keep_from_counts(start)
-    return make_feasible(space, start, values, problem.constraints, fill=fill)
+    """A uniform sample of the space, repaired (and, ``fill``, filled) to meet every budget with
+    random preferences: the shared step every method's architecture goes through
+    (:func:`~hwnas.search.finalize.finalize`), on any relaxation (darts genotypes included)."""
+    arch = problem.space.sample_arch(rng)
+    values = rng.random(problem.space.alpha_shape)
+    return finalize(problem, arch, values, fill).arch
 
 
 class _Sub(Hooks):
@@ -138,7 +136,7 @@ METHODS.add(
     MethodSpec(
         run,
         RandomSearchConfig,
-        ("choice", "channel"),
+        ("choice", "channel", "edge", "cell"),
         "random search: feasible samples trained briefly, best on validation",
     ),
 )

@@ -1,9 +1,11 @@
 """DSNAS: METHODS.md §5.4's checks (toy estimator, gradient plumbing, one op per block, the cost
-hinge alone), early fixing, resume, and the inherited (not retrained) child."""
+hinge alone), the Lagrangian form, early fixing, resume, and the inherited (not retrained)
+child."""
 
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from hwnas.search.dsnas import (
     DSNASConfig,
     early_fix,
     inherited_child,
+    make_objective,
     recalibrate_bn,
     run,
     score_gradient,
@@ -219,6 +222,65 @@ def test_the_expected_cost_update_is_the_gradient_of_the_expected_cost():
     torch.testing.assert_close(mean, exact)
 
 
+def _lagrangian_only(budget: float, steps: int = 400) -> tuple[torch.Tensor, list[dict]]:
+    """Adam on alpha with the Lagrangian term alone and its dual update after every step, as
+    DSNAS' step does it; (final probs, rows with lambda and the expected-cost violation)."""
+    constraint = _toy_cost(budget)
+    config = DSNASConfig(cost_form="lagrangian")
+    objective = make_objective(SimpleNamespace(constraints=(constraint,)), config)  # type: ignore[arg-type]
+    alpha = nn.Parameter(torch.zeros(3, 4, dtype=torch.float64))
+    opt = torch.optim.Adam([alpha], lr=0.05, betas=config.arch_betas)
+    net, x, y = Constant(), torch.zeros(2, 1), torch.zeros(2, dtype=torch.long)
+    rows: list[dict] = []
+    for step in range(steps):
+        probs = torch.softmax(alpha.detach(), -1)
+        path = sample_paths(probs, 1, step_generator(5, step))[:, 0]
+        credit, _, _ = single_path_backward(net, x, y, path, objective, alpha.detach())
+        opt.zero_grad()
+        alpha.grad = score_gradient(probs, path, credit)
+        opt.step()
+        row: dict = {}
+        objective.observe(torch.softmax(alpha.detach(), -1), row)
+        rows.append(row)
+    return torch.softmax(alpha.detach(), -1), rows
+
+
+@pytest.mark.parametrize("budget", [6.0, 18.0])  # below and above the uniform start's 11.25
+def test_the_lagrangian_form_settles_the_expected_cost_on_the_budget_from_either_side(budget):
+    probs, rows = _lagrangian_only(budget)
+    expected = float(_toy_cost(budget).cost.expected(probs))
+    assert expected == pytest.approx(budget, rel=0.05), (expected, rows[-1])
+    lam = [r["lambda_latency_ms"] for r in rows]
+    assert (lam[-1] > 0) == (budget < 11.25)  # pushes down below the start, up above it
+    assert all(abs(r["violation_latency_ms"]) < 0.05 for r in rows[-40:])
+
+
+def test_the_hinge_stops_short_of_a_budget_the_lagrangian_reaches():
+    """The hinge never pushes up: from the uniform start (11.25) a budget of 18 stays unspent."""
+    probs, _, _ = _hinge_only(budget=18.0, steps=400)
+    assert float(_toy_cost(18.0).cost.expected(probs)) < 12.0
+
+
+def test_a_lagrangian_search_reports_its_multiplier_and_resumes(make_problem, tmp_path):
+    problem = make_problem("fbnet", fraction=0.6, steps=6, eval_every=0, warmup_steps=1)
+    config = DSNASConfig(arch_lr=0.2, cost_form="lagrangian", fix_threshold=1.0)
+    reference = run(problem, config, Hooks())
+    assert reference.info["cost_form"] == "lagrangian"
+    lam = [r["lambda_latency_ms"] for r in reference.history if "lambda_latency_ms" in r]
+    assert len(lam) == 5 and reference.info["lambda"]["latency_ms"] == lam[-1] != 0.0
+    assert reference.info["convergence"]["latency_ms"]["steps"] == 5
+
+    def interrupt(done, total, status):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    store = CheckpointStore(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run(problem, config, Hooks(interrupt, store))
+    resumed = run(problem, config, Hooks(None, store))  # the multiplier comes back with it
+    assert resumed.arch == reference.arch and resumed.info == reference.info
+
+
 def test_training_forwards_run_exactly_one_op_per_block(make_problem):
     problem = make_problem("fbnet", fraction=0.4, steps=4, eval_every=2)
     import hwnas.search.dsnas as dsnas
@@ -304,4 +366,8 @@ def test_config_is_validated():
         DSNASConfig(cost_weight=-1.0)
     with pytest.raises(UserError, match="fix_every"):
         DSNASConfig(fix_every=0)
+    with pytest.raises(UserError, match="cost_form"):
+        DSNASConfig(cost_form="quadratic")
+    with pytest.raises(UserError, match="lambda_lr"):
+        DSNASConfig(lambda_lr=0.0)
     assert DSNASConfig(arch_betas=[0.5, 0.9]).arch_betas == (0.5, 0.9)
