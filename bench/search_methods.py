@@ -5,15 +5,18 @@ final-training recipe:
 
 * a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``dsnas`` (its hinge),
   ``dsnas+lagrangian`` (DSNAS with ``cost_form = "lagrangian"``), ``proxyless``,
-  ``fbnet-gumbel``, ``nao``, ``ista`` on ``darts`` only): its search, then the shared step of
-  :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's architecture
+  ``fbnet-gumbel``, ``nao``, ``ista`` on ``darts`` only, ``dso`` on ``dso`` only): its search,
+  then the shared step of :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's architecture
   without fill is trained too and reported as ``<method>:nofill``;
 * its **null-alpha control** (``<method>:null``): the same derivation and the same shared step
   from *untrained* architecture parameters (Greedy-ADMM: ``train_alpha=False``, the beta/dual
   steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha, which
   every softmax method draws alike from the seed, so ``dca:null`` is the control of all of them,
   ``NULL_ROW``); ISTA-NAS: the support recovered from the untrained initial b, budgets
-  enforced as in its search; NAO: ``optimize=False``, the best of the initial random pool
+  enforced as in its search; DSO-NAS: the full network at the initial lambda (1 plus
+  ``1e-3 N(0, 1)`` to break ties), so the shared repair alone prunes it to the budget (the
+  edges that relieve most cost per unit of lambda go first: latency-greedy pruning without the
+  sparse search); NAO: ``optimize=False``, the best of the initial random pool
   under the same supernet training, without the embedding optimisation;
 * for ``dsnas``, also the **inherited** network (DSNAS' "no retraining"): the delivered
   architecture with the search-trained supernet's weights (BN recalibrated), its test accuracy
@@ -66,6 +69,8 @@ ROWS = (
     "fbnet-gumbel",
     "ista",
     "ista:null",
+    "dso",
+    "dso:null",
     "nao",
     "nao:null",
     "random",
@@ -74,7 +79,7 @@ ROWS = (
 # random gets the slowest of these
 TIMED = (
     "greedy-admm", "dca", "darts+penalty", "dsnas", "dsnas+lagrangian", "proxyless",
-    "fbnet-gumbel", "ista", "nao",
+    "fbnet-gumbel", "ista", "dso", "nao",
 )  # fmt: skip
 NULL_ROW = {  # rows whose null-alpha control is another row's (the same initial alpha)
     "darts+penalty": "dca:null",
@@ -149,6 +154,11 @@ def child(args: argparse.Namespace) -> list[dict]:
         from hwnas.search.ista import derive_untrained
 
         result = derive_untrained(problem, method_config(spec, settings))
+    elif null and method == "dso":  # untrained lambda: every edge kept, at lambda_init
+        lam = method_config(spec, settings).lambda_init
+        noise = np.random.default_rng(config.seed).standard_normal(problem.space.alpha_shape)
+        everything = problem.space.arch_from_vector(np.ones(problem.space.alpha_shape))
+        result = SearchResult(everything, values=lam + 1e-3 * noise)
     elif null and method not in ("greedy-admm", "nao"):  # softmax methods: the initial alpha
         from hwnas.search.bilevel import derive_arch
 
@@ -325,8 +335,8 @@ def plot_trajectories(runs: list[dict], path: Path) -> None:
 
 
 def _searches(row: str, args: argparse.Namespace) -> bool:
-    """Whether the row's method works on ``args.space`` (ista: darts only; random and uniform:
-    not darts); says so if not."""
+    """Whether the row's method works on ``args.space`` (ista: darts only; dso: dso only;
+    uniform: fbnet and ib-channel); says so if not."""
     from hwnas.search.api import get_method
     from hwnas.spaces.base import space_class
 
