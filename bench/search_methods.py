@@ -287,17 +287,56 @@ def summarize(runs: list[dict]) -> dict:
                 ),
                 "search_seconds": _stat([r["search_seconds"] for r in rs]),
                 "peak_rss_mb": _stat([r["peak_rss_mb"] for r in rs]),
+                **_comparisons([r for r in runs if r["fraction"] == fraction], row),
             }
-        name = row.partition(":")[0]
-        out[row] = {
-            "budgets": per_budget,
-            "vs_random": _paired(runs, row, "random") if row != "random" else None,
-            "vs_null": _paired(runs, row, NULL_ROW.get(name, f"{name}:null"))
-            if ":" not in row
-            else None,
-            "vs_nofill": _paired(runs, row, f"{name}:nofill") if ":" not in row else None,
-        }
+        out[row] = {"budgets": per_budget, **_comparisons(runs, row)}
     return out
+
+
+def _comparisons(runs: list[dict], row: str) -> dict:
+    """Paired accuracy differences of ``row`` against random, its control and its no-fill
+    variant over ``runs`` (None where they do not apply)."""
+    name = row.partition(":")[0]
+    plain = ":" not in row
+    return {
+        "vs_random": _paired(runs, row, "random") if row != "random" else None,
+        "vs_null": _paired(runs, row, NULL_ROW.get(name, f"{name}:null")) if plain else None,
+        "vs_nofill": _paired(runs, row, f"{name}:nofill") if plain else None,
+    }
+
+
+def markdown(summary: dict) -> str:
+    """The summary as one Markdown table per budget: own cost, hit rate, accuracy, paired
+    differences (points, wins/losses) against random and against the row's control."""
+
+    def pm(stat: dict | None, scale: float = 1.0, digits: int = 2) -> str:
+        if not stat:
+            return ""
+        return f"{stat['mean'] * scale:.{digits}f} +- {stat['std'] * scale:.{digits}f}"
+
+    def paired(stat: dict | None) -> str:
+        return "" if not stat else f"{100 * stat['mean']:+.2f} ({stat['wins']}/{stat['losses']})"
+
+    fractions = sorted({f for row in summary.values() for f in row["budgets"]}, key=float)
+    out = []
+    for f in fractions:
+        out += [f"T = {f} of the range", "",
+                "| row | seeds | own cost / T | own in [0.9 T, T] | delivered / T | test % "
+                "| vs random (w/l) | vs control (w/l) | search s |",
+                "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for row, figures in summary.items():
+            b = figures["budgets"].get(f)
+            if not b:
+                continue
+            n = b["test_accuracy"]["n"]
+            out.append(
+                f"| {row} | {n} | {pm(b['own_of_budget'])} | {b['own_in_band']}/{n} "
+                f"| {pm(b['delivered_of_budget'])} | {pm(b['test_accuracy'], 100)} "
+                f"| {paired(b.get('vs_random'))} | {paired(b.get('vs_null'))} "
+                f"| {b['search_seconds']['mean']:.0f} |"
+            )
+        out.append("")
+    return "\n".join(out)
 
 
 def plot_trajectories(runs: list[dict], path: Path) -> None:
@@ -382,7 +421,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--random-seconds", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the journal's tables and exit (no runs)"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        journal = RESULTS_DIR / f"{args.name or f'search_methods_{args.space}'}.jsonl"
+        runs = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
+        print(markdown(summarize([r for r in runs if r["seed"] in args.seeds])))
+        return
     if args.child:
         Path(args.result).write_text(json.dumps(child(args)), encoding="utf-8")
         return
