@@ -90,8 +90,25 @@ NULL_ROW = {  # rows whose null-alpha control is another row's (the same initial
 }
 
 
+def shipped_settings(method: str, space: str) -> dict:
+    """The ``[methods.<method>]`` section of the shipped recipe that runs ``method`` on
+    ``space`` (``search/*.toml``; the first by file name if several do), else nothing: the
+    settings a user of that recipe gets, scaled to this search length (e.g. DSNAS' arch_lr)."""
+    from hwnas.paths import recipes_dir
+    from hwnas.search.config import read_recipe
+
+    for path in sorted(recipes_dir().glob("*.toml")):
+        recipe = read_recipe(str(path))
+        run = recipe.get("run", {})
+        if run.get("method") == method and run.get("space") == space:
+            return dict(recipe.get("methods", {}).get(method, {}))
+    return {}
+
+
 def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
-    """(registry method, settings over the recipe's, null control) of a benchmark row."""
+    """(registry method, settings, null control) of a benchmark row. Settings, later ones
+    winning: the method's shipped recipe on this space (:func:`shipped_settings`), then (in the
+    child) ``--recipe``'s section for the method, then ``--settings`` and the row's own."""
     name, _, variant = row.partition(":")
     method = {"darts+penalty": "darts", "dsnas+lagrangian": "dsnas"}.get(name, name)
     settings = dict(json.loads(args.settings).get(name, {}))
@@ -136,7 +153,7 @@ def child(args: argparse.Namespace) -> list[dict]:
     search = config.search if args.steps is None else dataclasses.replace(
         config.search, steps=args.steps, warmup_steps=args.steps // 5
     )  # fmt: skip
-    settings = {**config.method_settings, **settings}
+    settings = {**shipped_settings(method, args.space), **config.method_settings, **settings}
     config = dataclasses.replace(config, data=data, search=search, method_settings=settings)
     unconstrained, _, _ = build_problem(config)
     final = load_dataset(
