@@ -74,8 +74,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="after the method (and repair), spend the budget left on the ops or channels the "
-        "method prefers (default: off, the benchmarked better choice; the report shows the method's own architecture, what "
-        "repair changed and what fill changed)",
+        "method prefers (default: on, the benchmarked better choice; the report shows the "
+        "method's own architecture, what repair changed and what fill changed)",
     )
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run")
     add_json_flag(p)

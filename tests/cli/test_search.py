@@ -104,11 +104,11 @@ def test_tiny_search_writes_the_run_directory_and_verifies(capsys, tmp_path):
     assert 0.0 <= report["accuracy"]["test"] <= 1.0 and report["params"] > 0
     assert report["budget"]["search"]["steps"] == 8 and report["search_seconds"] > 0
     d = report["derivation"]  # the method's own architecture, then repair, then fill
-    assert d["own"]["costs"]["latency_ms"] > 0 and d["fill"]["enabled"] is False
-    assert d["fill"]["arch"] == d["repair"]["arch"] == report["arch_text"]  # no fill by default
+    assert d["own"]["costs"]["latency_ms"] > 0 and d["fill"]["enabled"] is True  # the default
+    assert d["fill"]["arch"] == report["arch_text"]  # the delivered architecture is the filled one
     assert d["repair"]["needed"] == (not d["own"]["feasible"])
     config = json.loads((out / "config.json").read_text())
-    assert config["config"]["fill"] is False
+    assert config["config"]["fill"] is True
     assert config["config"]["seed"] == 0 and config["environment"]["torch"] == torch.__version__
     assert config["num_classes"] == 10 and config["data"]["name"] == "digits"
     arch = json.loads((out / "arch.json").read_text())
