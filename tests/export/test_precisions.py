@@ -43,9 +43,32 @@ LAYER_TOLERANCE = {"fp32": 1e-5, "fp16": 3e-3, "int8": 3e-2, "dyn_int8": 3e-2, "
 @pytest.fixture(scope="module")
 def graph_and_state():
     graph = graph_from_module(build_sequential(SMALL_SPECS, seed=3), SMALL_SPECS[0].in_shape)
-    policy = {layer.name: LayerBits(8, 8) for layer in graph.layers}
-    state = calibrate(QuantNet(graph, policy), [torch.from_numpy(_x())]).to_state()
-    return graph, state
+    return graph, _state(graph, 8)
+
+
+def _state(graph: Graph, w_bits: int):
+    policy = {layer.name: LayerBits(w_bits, 8) for layer in graph.layers}
+    return calibrate(QuantNet(graph, policy), [torch.from_numpy(_x())]).to_state()
+
+
+class _LocalORT:
+    """The agent client's ``infer`` on this machine's onnxruntime (for the saturation probe)."""
+
+    def infer(self, data: bytes, inputs: list) -> tuple[None, list]:
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        return None, session.run(None, {session.get_inputs()[0].name: inputs[0]})
+
+
+@pytest.fixture(scope="module")
+def onnx_int8_state(graph_and_state):
+    """The int8 state the product would use with onnxruntime on this CPU: 8-bit weights where
+    its u8 x s8 kernels are exact (VNNI), 7-bit where they saturate (AVX2 without VNNI), as
+    ``hwnas export`` decides with :func:`hwnas.runs.measure.probe_int8_weight_bits`."""
+    from hwnas.runs.measure import probe_int8_weight_bits
+
+    graph, state = graph_and_state
+    bits = probe_int8_weight_bits(_LocalORT(), "onnx")  # type: ignore[arg-type]
+    return state if bits == 8 else _state(graph, bits)
 
 
 def _x(n: int = 32) -> np.ndarray:
@@ -145,8 +168,9 @@ def _activation(graph: Graph, tensor: str, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_every_layer_model_computes_its_layer(graph_and_state, fmt: str) -> None:
-    """Each layer alone, at each precision, fed what it sees inside the network."""
+def test_every_layer_model_computes_its_layer(graph_and_state, onnx_int8_state, fmt: str) -> None:
+    """Each layer alone, at each precision, fed what it sees inside the network (ONNX int8 at
+    the weight bits the product uses on this CPU)."""
     graph, state = graph_and_state
     x = _x(4)
     for layer in graph.layers:
@@ -154,7 +178,8 @@ def test_every_layer_model_computes_its_layer(graph_and_state, fmt: str) -> None
         inp = _activation(graph, layer.inp, x).astype(np.float32)
         want = reference_forward(single, inp)
         for precision in PRECISIONS:
-            data = layer_model(graph, layer, precision, fmt, state)
+            mine = onnx_int8_state if (fmt, precision) == ("onnx", "int8") else state
+            data = layer_model(graph, layer, precision, fmt, mine)
             got = _run_layer(data, fmt, precision, inp)
             assert got.shape == want.shape, (layer.name, precision)
             err = np.abs(got - want).max() / np.abs(want).max()
