@@ -6,8 +6,8 @@ final-training recipe:
 * a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``dsnas`` (its hinge),
   ``dsnas+lagrangian`` (DSNAS with ``cost_form = "lagrangian"``), ``proxyless``,
   ``fbnet-gumbel``, ``nao``, ``ista`` on ``darts`` only, ``dso`` on ``dso`` only): its search,
-  then the shared step of :mod:`hwnas.search.finalize` (repair if needed, then fill); the same search's architecture
-  without fill is trained too and reported as ``<method>:nofill``;
+  then the shared step of :mod:`hwnas.search.finalize` (repair if needed, then fill); the same
+  search's architecture without fill is trained too and reported as ``<method>:nofill``;
 * its **null-alpha control** (``<method>:null``): the same derivation and the same shared step
   from *untrained* architecture parameters (Greedy-ADMM: ``train_alpha=False``, the beta/dual
   steps still run; the softmax methods: derive from the initial ``1e-3 N(0, 1)`` alpha, which
@@ -442,20 +442,20 @@ def main() -> None:
         "--markdown", action="store_true", help="print the journal's tables and exit (no runs)"
     )
     args = parser.parse_args()
-    if args.markdown:
-        journal = RESULTS_DIR / f"{args.name or f'search_methods_{args.space}'}.jsonl"
-        runs = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
-        print(markdown(summarize([r for r in runs if r["seed"] in args.seeds])))
-        return
     if args.child:
         Path(args.result).write_text(json.dumps(child(args)), encoding="utf-8")
         return
-    args.rows = [r for r in args.rows if _searches(r, args)]
     name = args.name or f"search_methods_{args.space}"
     journal = RESULTS_DIR / f"{name}.jsonl"
     runs = (
         [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
     )
+    if args.markdown:
+        if not journal.exists():
+            parser.error(f"no journal {journal}")
+        print(markdown(summarize([r for r in runs if r["seed"] in args.seeds])))
+        return
+    args.rows = [r for r in args.rows if _searches(r, args)]
     done = {(r["row"], r["fraction"], r["seed"]) for r in runs}
     argv = [a for a in sys.argv[1:]]
 

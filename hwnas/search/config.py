@@ -96,7 +96,7 @@ class RunConfig:
     recipe: Optional[str] = None
     fill: bool = True  # spend the budget the method's repaired architecture leaves (finalize);
     # on by default: bench/results/search_methods_{fbnet,ib3}.json, fill beat no fill by +0.43
-    # points over 36 paired runs (22 wins, 13 losses), most where the own architecture undershoots
+    # points over 43 paired runs (27 wins, 15 losses), most where the own architecture undershoots
 
     def limits(self) -> dict[str, Optional[float]]:
         """Constraint limits in the cost models' units (ms, MACs, parameters)."""

@@ -57,7 +57,7 @@ from hwnas.search.api import METHODS, Hooks, MethodSpec, SearchProblem, SearchRe
 from hwnas.search.bilevel import RELAXATIONS, BilevelSettings
 from hwnas.search.darts import search
 from hwnas.search.distributed import current
-from hwnas.search.lagrangian import Lagrangian, convergence, reachable_range
+from hwnas.search.lagrangian import convergence, from_settings, reachable_range
 from hwnas.search.lookup_graph import averaged, graph_path, load_graph, search_bound
 
 log = logging.getLogger(__name__)
@@ -175,20 +175,6 @@ def lookup_identity(problem: SearchProblem, cost: CostModel, config: DCAConfig, 
 DUAL_SETTINGS = ("lambda_lr", "lambda_damping", "lambda_unit", "lambda_init", "equality")
 
 
-def make_lagrangian(
-    costs: Mapping[str, CostModel], bounds: Mapping[str, float], config: DCAConfig
-) -> Lagrangian:
-    return Lagrangian(
-        costs,
-        bounds,
-        config.lambda_lr,
-        config.lambda_init,
-        damping=config.lambda_damping,
-        unit=config.lambda_unit,
-        equality=config.equality,
-    )
-
-
 def _warmup(problem: SearchProblem, steps: int) -> int:
     b = problem.budget
     return min(steps - 1, round(b.warmup_steps * steps / b.steps))
@@ -208,7 +194,7 @@ def _lookup(problem: SearchProblem, constraint: Constraint, config: DCAConfig, h
     def measure(bound: float, seed: int) -> float:
         """The derived cost of one search with K' = ``bound`` and run seed ``seed``."""
         seeded = dataclasses.replace(sub, budget=dataclasses.replace(sub.budget, seed=seed))
-        lagrangian = make_lagrangian({cost.metric: cost}, {cost.metric: bound}, config)
+        lagrangian = from_settings({cost.metric: cost}, {cost.metric: bound}, config)
         nested = Hooks(stop_requested=hooks.stop_requested)
         result = search(seeded, config.bilevel(), nested, lagrangian, "dca-lookup")
         return cost.discrete(result.arch)
@@ -271,7 +257,7 @@ def run(problem: SearchProblem, config: DCAConfig, hooks: Hooks) -> SearchResult
     lookup_seconds = time.perf_counter() - t0
     costs = {c.metric: c.cost for c in problem.constraints}
     reach = _reachable(problem, costs, bounds, config)
-    lagrangian = make_lagrangian(costs, bounds, config)
+    lagrangian = from_settings(costs, bounds, config)
     result = search(problem, config.bilevel(), hooks, lagrangian, "dca")
     settled = convergence(result.history, config.lambda_unit)
     for metric, figures in settled.items():

@@ -63,7 +63,7 @@ from torch import nn
 from hwnas.errors import UserError
 from hwnas.search.api import METHODS, Hooks, MethodSpec, SearchProblem, SearchResult
 from hwnas.search.bilevel import BilevelState, edge_probs
-from hwnas.search.lagrangian import Lagrangian, convergence
+from hwnas.search.lagrangian import convergence, from_settings
 from hwnas.search.objectives import CostPenalty, Objective
 from hwnas.search.sampling import (
     check_layerwise,
@@ -235,15 +235,8 @@ def make_objective(problem: SearchProblem, config: DSNASConfig) -> Objective:
     """The hinge or the Lagrangian (bound: each constraint's budget) of ``config.cost_form``."""
     if config.cost_form == "hinge":
         return CostPenalty(problem.constraints, config.cost_weight, "hinge")
-    return Lagrangian(
-        {c.metric: c.cost for c in problem.constraints},
-        {c.metric: c.limit for c in problem.constraints},
-        config.lambda_lr,
-        config.lambda_init,
-        damping=config.lambda_damping,
-        unit=config.lambda_unit,
-        equality=config.equality,
-    )
+    costs = {c.metric: c.cost for c in problem.constraints}
+    return from_settings(costs, {c.metric: c.limit for c in problem.constraints}, config)
 
 
 def search_with_supernet(

@@ -53,7 +53,7 @@ specific to a device or a table.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -144,6 +144,23 @@ class Lagrangian:
         self.lam.update(state.get("lambda", {}))
         self.last.update(state.get("last_violation", {}))
         self.largest.update(state.get("largest", {}))
+
+
+def from_settings(
+    costs: Mapping[str, CostModel], bounds: Mapping[str, float], settings: Any
+) -> Lagrangian:
+    """The Lagrangian of a method whose config carries the dual settings ``lambda_lr``,
+    ``lambda_init``, ``lambda_damping``, ``lambda_unit`` and ``equality`` (DCA-NAS, DSNAS'
+    Lagrangian form)."""
+    return Lagrangian(
+        costs,
+        bounds,
+        settings.lambda_lr,
+        settings.lambda_init,
+        damping=settings.lambda_damping,
+        unit=settings.lambda_unit,
+        equality=settings.equality,
+    )
 
 
 def convergence(history: Sequence[Mapping], unit: float = 1.0, tail: float = TAIL) -> dict:

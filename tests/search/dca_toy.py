@@ -1,4 +1,4 @@
-"""METHODS.md §2.4's Lagrangian toy, with :class:`hwnas.search.dca.Lagrangian` doing the duals.
+"""METHODS.md §2.4's Lagrangian toy, with :class:`hwnas.search.lagrangian.Lagrangian` doing the duals.
 
 14 edges x 7 ops priced like DARTS (pools and skip free, sep 5x5 the dearest); the objective
 rewards op "size" with diminishing returns per edge, ``sum_e log(1 + sum_o p_eo size_o)``, so the
@@ -16,7 +16,7 @@ import torch
 
 from hwnas.costs.models import CostModel
 from hwnas.costs.tables import ChoiceTable
-from hwnas.search.dca import Lagrangian
+from hwnas.search.lagrangian import Lagrangian
 
 COST = np.array([0.0, 0.0, 0.0, 1.0, 2.0, 0.5, 1.0])  # max/avg pool, skip, sep3, sep5, dil3, dil5
 SIZE = np.array([0.1, 0.1, 0.2, 1.0, 2.0, 0.5, 1.0])

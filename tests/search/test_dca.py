@@ -14,8 +14,8 @@ from hwnas.costs.models import CostModel, make_constraints, make_cost_models
 from hwnas.costs.tables import ChoiceTable
 from hwnas.errors import UserError
 from hwnas.search.api import Hooks, SearchBudget, SearchProblem
-from hwnas.search.dca import DCAConfig, Lagrangian, expected_range, run
-from hwnas.search.lagrangian import convergence
+from hwnas.search.dca import DCAConfig, expected_range, run
+from hwnas.search.lagrangian import Lagrangian, convergence
 from hwnas.search.lookup_graph import graph_path, load_graph
 from hwnas.spaces.base import SpaceConfig
 from hwnas.spaces.darts import DartsSpace

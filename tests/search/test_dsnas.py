@@ -261,6 +261,19 @@ def test_the_hinge_stops_short_of_a_budget_the_lagrangian_reaches():
     assert float(_toy_cost(18.0).cost.expected(probs)) < 12.0
 
 
+def _interrupted_and_resumed(problem, config: DSNASConfig, tmp_path, at: int):
+    """The search interrupted after ``at`` steps (checkpointed to ``tmp_path``), then resumed."""
+
+    def interrupt(done, total, status):
+        if done == at:
+            raise KeyboardInterrupt
+
+    store = CheckpointStore(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run(problem, config, Hooks(interrupt, store))
+    return run(problem, config, Hooks(None, store))
+
+
 def test_a_lagrangian_search_reports_its_multiplier_and_resumes(make_problem, tmp_path):
     problem = make_problem("fbnet", fraction=0.6, steps=6, eval_every=0, warmup_steps=1)
     config = DSNASConfig(arch_lr=0.2, cost_form="lagrangian", fix_threshold=1.0)
@@ -269,15 +282,7 @@ def test_a_lagrangian_search_reports_its_multiplier_and_resumes(make_problem, tm
     lam = [r["lambda_latency_ms"] for r in reference.history if "lambda_latency_ms" in r]
     assert len(lam) == 5 and reference.info["lambda"]["latency_ms"] == lam[-1] != 0.0
     assert reference.info["convergence"]["latency_ms"]["steps"] == 5
-
-    def interrupt(done, total, status):
-        if done == 4:
-            raise KeyboardInterrupt
-
-    store = CheckpointStore(tmp_path)
-    with pytest.raises(KeyboardInterrupt):
-        run(problem, config, Hooks(interrupt, store))
-    resumed = run(problem, config, Hooks(None, store))  # the multiplier comes back with it
+    resumed = _interrupted_and_resumed(problem, config, tmp_path, at=4)  # lambda comes back too
     assert resumed.arch == reference.arch and resumed.info == reference.info
 
 
@@ -331,15 +336,7 @@ def test_interrupted_search_resumes_to_the_same_result(make_problem, tmp_path):
     problem = make_problem("fbnet", fraction=0.4, steps=5, eval_every=0, warmup_steps=1)
     config = DSNASConfig(arch_lr=0.2, fix_threshold=0.02, fix_every=2)
     reference = run(problem, config, Hooks())
-
-    def interrupt(done, total, status):
-        if done == 3:
-            raise KeyboardInterrupt
-
-    store = CheckpointStore(tmp_path)
-    with pytest.raises(KeyboardInterrupt):
-        run(problem, config, Hooks(interrupt, store))
-    resumed = run(problem, config, Hooks(None, store))
+    resumed = _interrupted_and_resumed(problem, config, tmp_path, at=3)
     assert resumed.arch == reference.arch and resumed.info == reference.info
     for a, b in zip(resumed.history, reference.history):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
