@@ -5,7 +5,9 @@ final-training recipe:
 
 * a method (``greedy-admm``, ``dca``, ``darts+penalty``, ``dsnas`` (its hinge),
   ``dsnas+lagrangian`` (DSNAS with ``cost_form = "lagrangian"``), ``proxyless``,
-  ``fbnet-gumbel``, ``nao``, ``ista`` on ``darts`` only, ``dso`` on ``dso`` only): its search,
+  ``fbnet-gumbel``, ``nao``, ``ista`` on ``darts`` only, ``dso`` on ``dso`` only, and
+  ``dso+plain-l1``, DSO-NAS with one L1 weight for every edge, ``latency_aware = false``, the
+  ablation of its latency-aware L1): its search,
   then the shared step of :mod:`hwnas.search.finalize` (repair if needed, then fill); the same
   search's architecture without fill is trained too and reported as ``<method>:nofill``;
 * its **null-alpha control** (``<method>:null``): the same derivation and the same shared step
@@ -71,6 +73,7 @@ ROWS = (
     "ista:null",
     "dso",
     "dso:null",
+    "dso+plain-l1",
     "nao",
     "nao:null",
     "random",
@@ -79,7 +82,7 @@ ROWS = (
 # random gets the slowest of these
 TIMED = (
     "greedy-admm", "dca", "darts+penalty", "dsnas", "dsnas+lagrangian", "proxyless",
-    "fbnet-gumbel", "ista", "dso", "nao",
+    "fbnet-gumbel", "ista", "dso", "dso+plain-l1", "nao",
 )  # fmt: skip
 NULL_ROW = {  # rows whose null-alpha control is another row's (the same initial alpha)
     "darts+penalty": "dca:null",
@@ -87,6 +90,7 @@ NULL_ROW = {  # rows whose null-alpha control is another row's (the same initial
     "dsnas+lagrangian": "dca:null",
     "proxyless": "dca:null",
     "fbnet-gumbel": "dca:null",
+    "dso+plain-l1": "dso:null",
 }
 
 
@@ -110,12 +114,15 @@ def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
     winning: the method's shipped recipe on this space (:func:`shipped_settings`), then (in the
     child) ``--recipe``'s section for the method, then ``--settings`` and the row's own."""
     name, _, variant = row.partition(":")
-    method = {"darts+penalty": "darts", "dsnas+lagrangian": "dsnas"}.get(name, name)
+    variants = {"darts+penalty": "darts", "dsnas+lagrangian": "dsnas", "dso+plain-l1": "dso"}
+    method = variants.get(name, name)
     settings = dict(json.loads(args.settings).get(name, {}))
     if name == "darts+penalty":
         settings.setdefault("penalty_weight", args.penalty_weight)
     if name == "dsnas+lagrangian":
         settings.setdefault("cost_form", "lagrangian")
+    if name == "dso+plain-l1":
+        settings.setdefault("latency_aware", False)
     if name == "random" and args.random_seconds is not None:
         settings["seconds"] = args.random_seconds
     null = variant == "null"
