@@ -92,6 +92,11 @@ NULL_ROW = {  # rows whose null-alpha control is another row's (the same initial
     "fbnet-gumbel": "dca:null",
     "dso+plain-l1": "dso:null",
 }
+VARIANT_ROWS = {  # rows that run a registry method with settings of their own
+    "darts+penalty": ("darts", {}),  # penalty_weight: --penalty-weight
+    "dsnas+lagrangian": ("dsnas", {"cost_form": "lagrangian"}),
+    "dso+plain-l1": ("dso", {"latency_aware": False}),
+}
 
 
 def shipped_settings(method: str, space: str) -> dict:
@@ -114,15 +119,10 @@ def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
     winning: the method's shipped recipe on this space (:func:`shipped_settings`), then (in the
     child) ``--recipe``'s section for the method, then ``--settings`` and the row's own."""
     name, _, variant = row.partition(":")
-    variants = {"darts+penalty": "darts", "dsnas+lagrangian": "dsnas", "dso+plain-l1": "dso"}
-    method = variants.get(name, name)
-    settings = dict(json.loads(args.settings).get(name, {}))
+    method, own = VARIANT_ROWS.get(name, (name, {}))
+    settings = {**own, **json.loads(args.settings).get(name, {})}
     if name == "darts+penalty":
         settings.setdefault("penalty_weight", args.penalty_weight)
-    if name == "dsnas+lagrangian":
-        settings.setdefault("cost_form", "lagrangian")
-    if name == "dso+plain-l1":
-        settings.setdefault("latency_aware", False)
     if name == "random" and args.random_seconds is not None:
         settings["seconds"] = args.random_seconds
     null = variant == "null"
