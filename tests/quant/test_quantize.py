@@ -10,13 +10,13 @@ import pytest
 
 from hwnas.cli import main
 from hwnas.export.precisions import FORMAT_PRECISIONS
-from hwnas.graph.blocks import layer_spec
 from hwnas.graph.lower import graph_from_module
 from hwnas.graph.qparams import LayerBits
 from hwnas.lut.schema import load_lut
 from hwnas.quant.costs import calibrated_cost
 from hwnas.quant.haq_env import device_choices
 from hwnas.quant.policy import load_policy
+from hwnas.quant.profile import cost_from_lut
 from hwnas.quant.quantize import load_data, run_search
 from hwnas.runs.quantize import QuantizeConfig
 from hwnas.runs.rundir import load_run
@@ -112,14 +112,12 @@ def test_impossible_budget_exits_2_with_the_cheapest_latency(run_copy, capsys) -
     # The cheapest policy the search may pick, from the LUT the run wrote: fp32 everywhere, or,
     # where the measured int8 network beats the fp32 one, each layer at the cheaper of the two
     # (the other measured precisions, e.g. fp16, are reported but not offered to HAQ).
-    lut = load_lut(run_copy / "quant_lut.json")
-    net = lut.models["haq-calibration"]["network_ms"]
-    offered = ["fp32", "int8"] if net["int8"] < net["fp32"] else ["fp32"]
     run = load_run(run_copy)
     graph = graph_from_module(run.module, run.input_shape)
-    keys = [layer_spec(graph, layer).key() for layer in graph.layers]
-    scale = {p: net[p] / sum(lut.latency_ms(k, p) for k in keys) for p in offered}
-    cheapest = sum(min(scale[p] * lut.latency_ms(k, p) for p in offered) for k in keys)
+    cost, _ = cost_from_lut(load_lut(run_copy / "quant_lut.json"), graph)
+    net = cost.network_ms
+    offered = ["fp32", "int8"] if net["int8"] < net["fp32"] else ["fp32"]
+    cheapest = sum(min(cost.scale[p] * row[p] for p in offered) for row in cost.table_ms)
     assert cheapest <= min(net[p] for p in offered) + 1e-9  # a uniform policy is a policy too
     assert float(match.group(1)) == pytest.approx(cheapest, abs=1e-3)
     assert not (run_copy / "quant_policy.json").exists()
