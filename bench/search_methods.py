@@ -43,6 +43,13 @@ benchmark is started again with the same ``--name`` (resumable).
         --seeds 0 1 2 3 4 --jobs 2 --name search_methods_fbnet
     python bench/search_methods.py --space ib-channel --metrics latency_ms flops params \\
         --fractions 0.4 --recipe search/fga_ib_channel.toml --name search_methods_ib3
+
+Each run records the machine that trained it: the same architecture, seed and final training
+give different accuracies on different CPUs (the CPU kernels round differently; up to 1.8 points measured
+between an Intel Xeon and an AMD EPYC), so rows of one cell should train on one machine.
+``--retrain`` trains the delivered architectures of the selected journal runs again on this
+machine, without searching, into ``<name>_retrained.jsonl``, and summarizes the journal with
+those accuracies in place (``<name>_retrained.json``).
 """
 
 from __future__ import annotations
@@ -133,23 +140,16 @@ def row_method(row: str, args: argparse.Namespace) -> tuple[str, dict, bool]:
     return method, settings, null
 
 
-def child(args: argparse.Namespace) -> list[dict]:
-    """One (row, budget, seed) search; returns the figures of its delivered architecture(s)."""
+def _setup(args: argparse.Namespace, row: str) -> tuple:
+    """(method, settings, null, config, problem, final data) of ``row`` at ``args.fraction``
+    and ``args.seed``: the run a child searches and the data its final training uses."""
     import dataclasses
-    import resource
-
-    import numpy as np
-    import torch
 
     from hwnas.data import DataConfig, load_dataset
-    from hwnas.search.api import Hooks, SearchResult, get_method, method_config
     from hwnas.search.config import read_recipe, resolve_config
-    from hwnas.search.finalize import finalize
-    from hwnas.search.pipeline import build_problem, final_train_config
-    from hwnas.search.trainer import evaluate, train_model
+    from hwnas.search.pipeline import build_problem
 
-    torch.set_num_threads(1)
-    method, settings, null = row_method(args.child, args)
+    method, settings, null = row_method(row, args)
     flags = {"device": args.device, "space": args.space, "method": method, "seed": args.seed}
     config = resolve_config(read_recipe(args.recipe) if args.recipe else None, flags)
     data = dataclasses.replace(
@@ -170,6 +170,37 @@ def child(args: argparse.Namespace) -> list[dict]:
         )
     )  # fmt: skip
     problem = budgets_at(unconstrained, args.metrics, args.fraction)
+    return method, settings, null, config, problem, final
+
+
+def _train_final(args: argparse.Namespace, config, space, final, arch) -> tuple[float, float]:
+    """(validation, test) accuracy of ``arch`` after the benchmark's final training."""
+    import torch
+
+    from hwnas.search.pipeline import final_train_config
+    from hwnas.search.trainer import evaluate, train_model
+
+    torch.manual_seed(config.seed)
+    net = space.build_net(arch, width=args.final_width, seed=config.seed)
+    train_model(net, *final.train.tensors, final_train_config(config, args.final_steps))
+    return evaluate(net, *final.val.tensors), evaluate(net, *final.test.tensors)
+
+
+def child(args: argparse.Namespace) -> list[dict]:
+    """One (row, budget, seed) search; returns the figures of its delivered architecture(s)."""
+    import resource
+
+    import numpy as np
+    import torch
+
+    from bench._common import machine
+    from hwnas.search.api import Hooks, SearchResult, get_method, method_config
+    from hwnas.search.finalize import finalize
+    from hwnas.search.pipeline import final_train_config
+    from hwnas.search.trainer import evaluate, train_model
+
+    torch.set_num_threads(1)
+    method, settings, null, config, problem, final = _setup(args, args.child)
     limits = {c.metric: c.limit for c in problem.constraints}
     spec = get_method(method)
     t0 = time.perf_counter()
@@ -203,12 +234,6 @@ def child(args: argparse.Namespace) -> list[dict]:
         search_resolution,
     )
 
-    def trained(arch) -> tuple[float, float]:
-        torch.manual_seed(config.seed)
-        net = space.build_net(arch, width=args.final_width, seed=config.seed)
-        train_model(net, *final.train.tensors, train)
-        return evaluate(net, *final.val.tensors), evaluate(net, *final.test.tensors)
-
     def inherited(arch) -> dict:
         """The search-trained child of ``arch``: test accuracy as is, then after the same final
         training the from-scratch network gets."""
@@ -240,6 +265,7 @@ def child(args: argparse.Namespace) -> list[dict]:
         "expected_costs": result.info.get("expected_costs"),
         "convergence": result.info.get("convergence"),
         "lookup_seconds": result.info.get("lookup_seconds"),  # DCA: graph searches of this run
+        "machine": machine(),  # final training's numerics differ between CPUs (README)
     }
     out = []
     variants = [(args.child, True)]
@@ -249,7 +275,7 @@ def child(args: argparse.Namespace) -> list[dict]:
     for row, fill in variants:
         done = finalize(problem, result.arch, result.values, fill)
         if done.arch not in accuracy:
-            accuracy[done.arch] = trained(done.arch)
+            accuracy[done.arch] = _train_final(args, config, space, final, done.arch)
         val, test = accuracy[done.arch]
         out.append({"row": row, **common, "derivation": done.record, "val_accuracy": val,
                     "test_accuracy": test})  # fmt: skip
@@ -279,6 +305,11 @@ def _paired(runs: list[dict], row: str, other: str) -> dict | None:
         for (name, f, s) in by
         if name == row and (other, f, s) in by
     ]
+    return _differences(diffs)
+
+
+def _differences(diffs: list[float]) -> dict | None:
+    """Mean +- std of paired differences, with how many are positive (wins) and negative."""
     if not diffs:
         return None
     return {**_stat(diffs), "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs)}
@@ -411,6 +442,82 @@ def _searches(row: str, args: argparse.Namespace) -> bool:
     return False
 
 
+def retrain(args: argparse.Namespace, runs: list[dict], name: str) -> None:
+    """Train again, on this machine, the delivered architecture of every journal run of
+    ``--rows`` x ``--fractions`` x ``--seeds`` (same final training, same seed), appending to
+    ``<name>_retrained.jsonl`` (resumable); then summarize the journal with the retrained
+    accuracies in place. Rows of one cell trained on different CPUs are paired across
+    numerics that differ (README): this puts a cell on one machine without searching again."""
+    import torch
+
+    from bench._common import machine
+
+    torch.set_num_threads(1)
+    out = RESULTS_DIR / f"{name}_retrained.jsonl"
+    kept = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    done = {(r["row"], r["fraction"], r["seed"]) for r in kept}
+    trained: dict = {}
+    for run in runs:
+        key = (run["row"], run["fraction"], run["seed"])
+        if run["row"] not in args.rows or run["fraction"] not in args.fractions:
+            continue
+        if run["seed"] not in args.seeds or key in done:
+            continue
+        args.fraction, args.seed = run["fraction"], run["seed"]
+        _, _, _, config, problem, final = _setup(args, run["row"])
+        text = run["derivation"]["fill"]["arch"]
+        if (key[1:], text) not in trained:  # rows of a cell that deliver the same network
+            arch = problem.space.parse_arch(text)
+            trained[key[1:], text] = _train_final(args, config, problem.space, final, arch)
+        val, test = trained[key[1:], text]
+        record = {"row": run["row"], "fraction": run["fraction"], "seed": run["seed"],
+                  "arch": text, "journal_test_accuracy": run["test_accuracy"],
+                  "val_accuracy": val, "test_accuracy": test, "machine": machine()}  # fmt: skip
+        with out.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        kept.append(record)
+        done.add(key)
+        print(f"T={run['fraction']} seed {run['seed']} {run['row']:20s} journal "
+              f"{run['test_accuracy']:.4f} retrained {test:.4f}", flush=True)  # fmt: skip
+    again = {(r["row"], r["fraction"], r["seed"]): r for r in kept}
+    changed = [r["test_accuracy"] - r["journal_test_accuracy"] for r in kept]
+    merged = [
+        {**run, "test_accuracy": again[key]["test_accuracy"]} if key in again else run
+        for run in runs
+        for key in [(run["row"], run["fraction"], run["seed"])]
+    ]
+    figures = {
+        "journal": f"{name}.jsonl", "retrained": len(kept),
+        "retrained_minus_journal": _stat(changed),
+        "identical": sum(abs(d) < 1e-12 for d in changed),
+        "summary": summarize(merged),
+    }  # fmt: skip
+    print(json.dumps({k: v for k, v in figures.items() if k != "summary"}, indent=1))
+    print(markdown(summarize([r for r in merged if r["fraction"] in args.fractions])))
+    write_result(f"{name}_retrained", figures, " ".join(["python", *sys.argv]))
+
+
+def fill_gain(names: list[str]) -> dict:
+    """Paired accuracy gain of fill over every run of the journals ``names`` that has a
+    ``<row>:nofill`` twin (same journal, budget and seed): the figure behind the default of
+    ``RunConfig.fill``."""
+    diffs: dict[str, list[float]] = {}
+    for name in names:
+        runs = [json.loads(line) for line in (RESULTS_DIR / f"{name}.jsonl").open()]
+        by = {(r["row"], r["fraction"], r["seed"]): r["test_accuracy"] for r in runs}
+        for (row, f, s), accuracy in by.items():
+            if ":" not in row and (f"{row}:nofill", f, s) in by:
+                diffs.setdefault(f"{name} {row} {f}", []).append(
+                    accuracy - by[row + ":nofill", f, s]
+                )
+    pooled = [d for ds in diffs.values() for d in ds]
+    return {
+        "journals": names,
+        "pairs": _differences(pooled),
+        "by_row": {k: _differences(v) for k, v in diffs.items()},
+    }
+
+
 def _run_child(
     argv: list[str], row: str, fraction: float, seed: int, extra: list[str]
 ) -> list[dict]:
@@ -448,9 +555,27 @@ def main() -> None:
     parser.add_argument(
         "--markdown", action="store_true", help="print the journal's tables and exit (no runs)"
     )
+    parser.add_argument(
+        "--fill-report",
+        nargs="+",
+        metavar="NAME",
+        help="pool fill against no fill over these journals (bench/results/fill_gain.json) and exit",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the journal's delivered architectures again on this machine (no search)",
+    )
     args = parser.parse_args()
     if args.child:
         Path(args.result).write_text(json.dumps(child(args)), encoding="utf-8")
+        return
+    if args.fill_report:
+        figures = fill_gain(args.fill_report)
+        pairs = figures["pairs"]
+        print(f"fill - no fill over {pairs['n']} pairs: {100 * pairs['mean']:+.2f} +- "
+              f"{100 * pairs['std']:.2f} points ({pairs['wins']} wins, {pairs['losses']} losses)")  # fmt: skip
+        write_result("fill_gain", figures, " ".join(["python", *sys.argv]))
         return
     name = args.name or f"search_methods_{args.space}"
     journal = RESULTS_DIR / f"{name}.jsonl"
@@ -461,6 +586,9 @@ def main() -> None:
         if not journal.exists():
             parser.error(f"no journal {journal}")
         print(markdown(summarize([r for r in runs if r["seed"] in args.seeds])))
+        return
+    if args.retrain:
+        retrain(args, runs, name)
         return
     args.rows = [r for r in args.rows if _searches(r, args)]
     done = {(r["row"], r["fraction"], r["seed"]) for r in runs}
