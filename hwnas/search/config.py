@@ -95,9 +95,9 @@ class RunConfig:
     method_settings: dict = field(default_factory=dict)
     recipe: Optional[str] = None
     fill: bool = True  # spend the budget the method's repaired architecture leaves (finalize);
-    # on by default: bench/results/search_methods_{fbnet,ib3,darts,dso}.json, fill beat no fill
-    # by +0.48 points over 95 paired runs (58 wins, 36 losses), most where the own architecture
-    # undershoots
+    # on by default: bench/results/fill_gain.json (bench/search_methods.py --fill-report), fill
+    # beat no fill by +0.52 points over 120 paired runs (73 wins, 46 losses), most where the own
+    # architecture undershoots
 
     def limits(self) -> dict[str, Optional[float]]:
         """Constraint limits in the cost models' units (ms, MACs, parameters)."""
