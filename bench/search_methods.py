@@ -45,11 +45,12 @@ benchmark is started again with the same ``--name`` (resumable).
         --fractions 0.4 --recipe search/fga_ib_channel.toml --name search_methods_ib3
 
 Each run records the machine that trained it: the same architecture, seed and final training
-give different accuracies on different CPUs (the CPU kernels round differently; up to 1.8 points measured
-between an Intel Xeon and an AMD EPYC), so rows of one cell should train on one machine.
-``--retrain`` trains the delivered architectures of the selected journal runs again on this
-machine, without searching, into ``<name>_retrained.jsonl``, and summarizes the journal with
-those accuracies in place (``<name>_retrained.json``).
+give different accuracies on different CPUs (their kernels round differently; up to 1.8 points
+between an Intel Xeon and an AMD EPYC), so the rows of one cell should train on one machine.
+``--retrain`` trains the delivered architectures of the journal runs that ``--rows`` (name
+``<row>:nofill`` rows explicitly), ``--fractions`` and ``--seeds`` select again on this machine,
+without searching, into ``<name>_retrained.jsonl``, and summarizes the journal with those
+accuracies in place (``<name>_retrained.json``).
 """
 
 from __future__ import annotations
@@ -559,7 +560,7 @@ def main() -> None:
         "--fill-report",
         nargs="+",
         metavar="NAME",
-        help="pool fill against no fill over these journals (bench/results/fill_gain.json) and exit",
+        help="pool fill against no fill over these journals (results/fill_gain.json), exit",
     )
     parser.add_argument(
         "--retrain",
@@ -574,7 +575,8 @@ def main() -> None:
         figures = fill_gain(args.fill_report)
         pairs = figures["pairs"]
         print(f"fill - no fill over {pairs['n']} pairs: {100 * pairs['mean']:+.2f} +- "
-              f"{100 * pairs['std']:.2f} points ({pairs['wins']} wins, {pairs['losses']} losses)")  # fmt: skip
+              f"{100 * pairs['std']:.2f} points ({pairs['wins']} wins, "
+              f"{pairs['losses']} losses)")  # fmt: skip
         write_result("fill_gain", figures, " ".join(["python", *sys.argv]))
         return
     name = args.name or f"search_methods_{args.space}"
