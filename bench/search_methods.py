@@ -45,7 +45,7 @@ benchmark is started again with the same ``--name`` (resumable).
         --fractions 0.4 --recipe search/fga_ib_channel.toml --name search_methods_ib3
 
 Each run records the machine that trained it: the same architecture, seed and final training
-give different accuracies on different CPUs (their kernels round differently; up to 1.8 points
+give different accuracies on different CPUs (their kernels round differently; up to 2.3 points
 between an Intel Xeon and an AMD EPYC), so the rows of one cell should train on one machine.
 ``--retrain`` trains the delivered architectures of the journal runs that ``--rows`` (name
 ``<row>:nofill`` rows explicitly), ``--fractions`` and ``--seeds`` select again on this machine,
