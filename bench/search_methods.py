@@ -299,14 +299,23 @@ def _stat(values: list[float]) -> dict | None:
 
 
 def _paired(runs: list[dict], row: str, other: str) -> dict | None:
-    """Accuracy of ``row`` minus ``other`` on the same budget and seed."""
+    """Accuracy of ``row`` minus ``other`` on the same budget and seed (summary figures)."""
+    return _differences(_pair_diffs(runs, row, other))
+
+
+def _pair_diffs(runs: list[dict], row: str, other: str) -> list[float]:
+    """Accuracy of ``row`` minus ``other`` for every budget and seed that has both."""
     by = {(r["row"], r["fraction"], r["seed"]): r["test_accuracy"] for r in runs}
-    diffs = [
+    return [
         by[(row, f, s)] - by[(other, f, s)]
         for (name, f, s) in by
         if name == row and (other, f, s) in by
     ]
-    return _differences(diffs)
+
+
+def _read_journal(path: Path) -> list[dict]:
+    """The runs of a JSON-lines journal (none if it does not exist yet)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def _differences(diffs: list[float]) -> dict | None:
@@ -455,7 +464,7 @@ def retrain(args: argparse.Namespace, runs: list[dict], name: str) -> None:
 
     torch.set_num_threads(1)
     out = RESULTS_DIR / f"{name}_retrained.jsonl"
-    kept = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    kept = _read_journal(out)
     done = {(r["row"], r["fraction"], r["seed"]) for r in kept}
     trained: dict = {}
     for run in runs:
@@ -504,13 +513,11 @@ def fill_gain(names: list[str]) -> dict:
     ``RunConfig.fill``."""
     diffs: dict[str, list[float]] = {}
     for name in names:
-        runs = [json.loads(line) for line in (RESULTS_DIR / f"{name}.jsonl").open()]
-        by = {(r["row"], r["fraction"], r["seed"]): r["test_accuracy"] for r in runs}
-        for (row, f, s), accuracy in by.items():
-            if ":" not in row and (f"{row}:nofill", f, s) in by:
-                diffs.setdefault(f"{name} {row} {f}", []).append(
-                    accuracy - by[row + ":nofill", f, s]
-                )
+        runs = _read_journal(RESULTS_DIR / f"{name}.jsonl")
+        for row, f in dict.fromkeys((r["row"], r["fraction"]) for r in runs if ":" not in r["row"]):
+            budget = [r for r in runs if r["fraction"] == f]
+            if pairs := _pair_diffs(budget, row, f"{row}:nofill"):
+                diffs[f"{name} {row} {f}"] = pairs
     pooled = [d for ds in diffs.values() for d in ds]
     return {
         "journals": names,
@@ -581,9 +588,7 @@ def main() -> None:
         return
     name = args.name or f"search_methods_{args.space}"
     journal = RESULTS_DIR / f"{name}.jsonl"
-    runs = (
-        [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
-    )
+    runs = _read_journal(journal)
     if args.markdown:
         if not journal.exists():
             parser.error(f"no journal {journal}")
